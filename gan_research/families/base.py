@@ -1,0 +1,336 @@
+"""What every GAN family shares: the training schedule, the two optimisers,
+generator EMA, the fixed noise batch, and the order of one optimiser phase.
+
+A family subclasses :class:`AdversarialModule` and writes its own
+``training_step`` from :meth:`optimizer_phase` blocks; everything
+family-specific (conditioning, auxiliary heads, extra losses) stays in the
+family's own file.
+
+Step semantics: one training step = ``schedule.n_critic`` discriminator
+updates followed by one generator update, and ``trainer.global_step`` counts
+generator updates (StudioGAN / StyleGAN convention). Lightning's manual
+optimisation would otherwise count every ``optimizer.step()``, which makes
+``trainer.max_steps`` and checkpoint intervals depend on ``n_critic``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.core.optimizer import LightningOptimizer
+from torch import Tensor, nn
+
+from gan_research.errors import ConfigError
+from gan_research.losses import GANObjective, supports_label_smoothing
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+LR_DECAYS = ("none", "linear")
+
+
+@dataclass
+class Schedule:
+    """The ``schedule`` config group: how G and D are trained against each other.
+
+    lr_g, lr_d, betas_g, betas_d: Adam settings of each network (read by the
+        model's optimiser partials).
+    n_critic: D updates per G update, each on a fresh real batch (WGAN, Alg. 1).
+    max_steps: generator updates in the run (``trainer.max_steps`` defaults to it).
+    label_smoothing: one-sided: D's real target is 1 - s (Salimans et al. 2016, Sec. 3.4).
+    label_flip_prob: probability that a real/fake pair swaps roles in a D update
+        (noisy labels, a trick of the seed notes).
+    instance_noise: std of Gaussian noise added to every D input (Sønderby et al.
+        2017; Arjovsky & Bottou 2017), decayed linearly to 0 over
+        ``instance_noise_anneal_steps`` (0: constant).
+    d_skip_threshold: skip a D update while its adversarial loss is below this
+        value (seed 003: skip D training when its loss is already too low).
+    d_reg_every: apply D regularisers every k D updates, scaled by k (lazy
+        regularisation, Karras et al. 2020, Sec. 3.1).
+    ema_decay: decay of an exponential moving average of G's weights
+        (Yazıcı et al. 2019); ``None`` disables it. Samples and evaluation use
+        the EMA generator when it exists.
+    ema_start_step: copy G's weights into the EMA until this step.
+    lr_decay: "none" or "linear" (to 0 at max_steps, starting at
+        ``lr_decay_start`` × max_steps).
+    """
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas_g: tuple[float, float] = (0.5, 0.999)
+    betas_d: tuple[float, float] = (0.5, 0.999)
+    n_critic: int = 1
+    max_steps: int = 2000
+    label_smoothing: float = 0.0
+    label_flip_prob: float = 0.0
+    instance_noise: float = 0.0
+    instance_noise_anneal_steps: int = 0
+    d_skip_threshold: float | None = None
+    d_reg_every: int = 1
+    ema_decay: float | None = None
+    ema_start_step: int = 0
+    lr_decay: str = "none"
+    lr_decay_start: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.betas_g = tuple(float(b) for b in self.betas_g)  # type: ignore[assignment]
+        self.betas_d = tuple(float(b) for b in self.betas_d)  # type: ignore[assignment]
+        checks = [
+            (self.lr_g > 0, "lr_g", self.lr_g, "a positive float"),
+            (self.lr_d > 0, "lr_d", self.lr_d, "a positive float"),
+            (len(self.betas_g) == 2, "betas_g", self.betas_g, "two floats"),
+            (len(self.betas_d) == 2, "betas_d", self.betas_d, "two floats"),
+            (
+                int(self.n_critic) == self.n_critic and self.n_critic >= 1,
+                "n_critic",
+                self.n_critic,
+                "an int >= 1",
+            ),
+            (self.max_steps >= 1, "max_steps", self.max_steps, "an int >= 1"),
+            (0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)"),
+            (0 <= self.label_flip_prob < 0.5, "label_flip_prob", self.label_flip_prob, "in [0, 0.5)"),
+            (self.instance_noise >= 0, "instance_noise", self.instance_noise, ">= 0"),
+            (
+                self.instance_noise_anneal_steps >= 0,
+                "instance_noise_anneal_steps",
+                self.instance_noise_anneal_steps,
+                ">= 0",
+            ),
+            (self.d_reg_every >= 1, "d_reg_every", self.d_reg_every, "an int >= 1"),
+            (
+                self.ema_decay is None or 0 < self.ema_decay < 1,
+                "ema_decay",
+                self.ema_decay,
+                "null or in (0, 1)",
+            ),
+            (self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, f"one of {list(LR_DECAYS)}"),
+            (0 <= self.lr_decay_start < 1, "lr_decay_start", self.lr_decay_start, "in [0, 1)"),
+        ]
+        for ok, key, value, valid in checks:
+            if not ok:
+                raise ConfigError(f"schedule.{key}={value!r} is invalid: expected {valid}")
+        if self.extra:
+            raise ConfigError(f"unknown schedule keys {sorted(self.extra)}; valid keys: {schedule_keys()}")
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> Schedule:
+        """Build from config, turning unknown keys into one clear error."""
+        known = set(schedule_keys())
+        unknown = {k: v for k, v in kwargs.items() if k not in known}
+        return cls(**{k: v for k, v in kwargs.items() if k in known}, extra=unknown)
+
+
+def schedule_keys() -> list[str]:
+    return [f.name for f in fields(Schedule) if f.name != "extra"]
+
+
+class AdversarialModule(pl.LightningModule):
+    """Base LightningModule of the GAN families (manual optimisation).
+
+    Args:
+        generator: nn.Module with ``latent_dim`` and ``output_shape``.
+        discriminator: nn.Module with ``input_shape`` returning scores of shape (B,).
+        loss: the adversarial objective (``loss`` config group).
+        schedule: the training schedule (``schedule`` config group).
+        optimizer_g, optimizer_d: partially applied optimisers (``_partial_: true``).
+        num_fixed_samples: size of the fixed noise batch used for sample grids.
+        sample_seed: seed of that batch, so grids of different runs are comparable.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: GANObjective,
+        schedule: Schedule,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        num_fixed_samples: int = 64,
+        sample_seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        for name, net, attrs in (
+            ("generator", generator, ("latent_dim", "output_shape")),
+            ("discriminator", discriminator, ("input_shape",)),
+        ):
+            missing = [a for a in attrs if not hasattr(net, a)]
+            if missing:
+                raise ConfigError(f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}")
+        if tuple(generator.output_shape) != tuple(discriminator.input_shape):
+            raise ConfigError(
+                f"model.generator produces {tuple(generator.output_shape)} but model.discriminator "
+                f"expects {tuple(discriminator.input_shape)}"
+            )
+        if schedule.label_smoothing > 0 and not supports_label_smoothing(loss.adversarial):
+            raise ConfigError(
+                f"schedule.label_smoothing={schedule.label_smoothing} needs a loss with real-label targets "
+                f"(minimax, non_saturating, lsgan); loss {loss.adversarial!r} has none"
+            )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.objective = loss
+        self.schedule = schedule
+        self._optimizer_g = optimizer_g
+        self._optimizer_d = optimizer_d
+        self.generator_ema: nn.Module | None = None
+        if schedule.ema_decay is not None:
+            self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        gen = torch.Generator().manual_seed(sample_seed)
+        self.register_buffer(
+            "fixed_noise", torch.randn(num_fixed_samples, generator.latent_dim, generator=gen)
+        )
+        # Counts D updates (not part of global_step) for lazy regularisation; saved in checkpoints.
+        self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
+
+    # ----------------------------------------------------------------- checks
+    def check_data(self, datamodule: Any) -> None:
+        """Fail before training when the networks cannot model the dataset's samples."""
+        data_shape = tuple(datamodule.sample_shape)
+        out = tuple(self.generator.output_shape)
+        if out != data_shape:
+            kind = "image" if len(out) == 3 else f"{len(out)}-D"
+            hint = (
+                "2-D mixtures (ring8, grid25) need model=mlp; image networks need an image dataset "
+                "(digits, mnist, fashion_mnist, cifar10, image_folder)"
+                if len(out) != len(data_shape)
+                else "set the network's image_size/channels to the dataset's (model.generator.image_size=...)"
+            )
+            raise ConfigError(
+                f"the {kind} generator {type(self.generator).__name__} produces samples of shape {out}, "
+                f"but dataset '{getattr(datamodule, 'name', type(datamodule).__name__)}' has samples of "
+                f"shape {data_shape}: {hint}"
+            )
+
+    # ------------------------------------------------------------- optimisers
+    def configure_optimizers(self) -> Any:
+        opt_g = self._optimizer_g(params=self.generator.parameters())
+        opt_d = self._optimizer_d(params=self.discriminator.parameters())
+        if self.schedule.lr_decay == "none":
+            return [opt_g, opt_d]
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps < 1:
+            raise ConfigError("schedule.lr_decay=linear needs a finite trainer.max_steps")
+        start = int(self.schedule.lr_decay_start * max_steps)
+
+        def linear(step: int) -> float:
+            return 1.0 - max(0, step - start) / max(1, max_steps - start)
+
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear) for o in (opt_g, opt_d)]
+        return [opt_g, opt_d], schedulers
+
+    @contextmanager
+    def optimizer_phase(self, optimizer: LightningOptimizer) -> Iterator[None]:
+        """Lightning's GAN order: toggle → (zero_grad → backward → step inside) → untoggle.
+
+        ``toggle_optimizer`` freezes every parameter not owned by ``optimizer``,
+        so the G phase cannot change D's weights and vice versa.
+        """
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def backward_and_step(self, optimizer: LightningOptimizer, loss: Tensor, *, counts_as_step: bool) -> None:
+        """zero_grad → manual_backward → step.
+
+        ``counts_as_step=False`` (D updates) steps through the strategy directly:
+        the precision plugin still unscales / skips non-finite fp16 steps, but
+        Lightning's step counter (``global_step``) only counts G updates.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if counts_as_step:
+            optimizer.step()
+        else:
+            self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=_no_closure)
+
+    def step_lr_schedulers(self) -> None:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
+
+    # ------------------------------------------------------------ D-side tricks
+    def instance_noise_std(self) -> float:
+        s = self.schedule
+        if s.instance_noise == 0 or s.instance_noise_anneal_steps == 0:
+            return s.instance_noise
+        return s.instance_noise * max(0.0, 1.0 - self.global_step / s.instance_noise_anneal_steps)
+
+    def add_instance_noise(self, x: Tensor) -> Tensor:
+        std = self.instance_noise_std()
+        return x + std * torch.randn_like(x) if std > 0 else x
+
+    def flip_labels(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """Swap the roles of a random subset of real/fake pairs (noisy labels)."""
+        p = self.schedule.label_flip_prob
+        if p == 0:
+            return real, fake
+        mask = (torch.rand(real.shape[0], device=real.device) < p).view(-1, *([1] * (real.dim() - 1)))
+        return torch.where(mask, fake, real), torch.where(mask, real, fake)
+
+    def clip_discriminator_weights(self) -> None:
+        c = self.objective.weight_clip
+        if c is not None:
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-c, c)
+
+    def discriminator_regularization(
+        self, score_fn: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor
+    ) -> dict[str, Tensor]:
+        """Weighted regulariser terms due at this D update (lazy: every ``d_reg_every``)."""
+        every = self.schedule.d_reg_every
+        if not self.objective.regularizers or int(self.d_updates) % every != 0:
+            return {}
+        return {name: reg(score_fn, real, fake) * every for name, reg in self.objective.regularizers.items()}
+
+    # ---------------------------------------------------------------- G side
+    def sample_latent(self, n: int) -> Tensor:
+        return torch.randn(n, self.generator.latent_dim, device=self.device)
+
+    def update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        decay = self.schedule.ema_decay if self.global_step >= self.schedule.ema_start_step else 0.0
+        with torch.no_grad():
+            ema_params = list(self.generator_ema.parameters())
+            params = [p.detach() for p in self.generator.parameters()]
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+            # BatchNorm statistics are not averaged: the EMA network uses G's current ones.
+            for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+                b_ema.copy_(b)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator to sample and evaluate with: the EMA one when enabled."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
+        """Samples from the sampling generator in eval mode (BatchNorm running statistics)."""
+        if z is None:
+            z = self.sample_latent(n if n is not None else self.fixed_noise.shape[0])
+        gen = self.sampling_generator
+        was_training = gen.training
+        gen.eval()
+        try:
+            return gen(z.to(self.device))
+        finally:
+            gen.train(was_training)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+
+def _no_closure() -> None:
+    return None

@@ -1,0 +1,71 @@
+"""Weights & Biases logger that never fails a run for lack of network.
+
+``mode: auto`` (the default) logs online when an API key is configured
+(``WANDB_API_KEY`` or ``wandb login``'s netrc entry) and offline otherwise;
+``wandb sync <run_dir>/wandb/offline-run-*`` uploads an offline run later.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.loggers import WandbLogger
+
+from gan_research.errors import ConfigError
+
+MODES = ("auto", "online", "offline", "disabled")
+
+
+def has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"logger.wandb.mode={mode!r} is invalid; valid modes: {list(MODES)}")
+    if mode != "auto":
+        return mode
+    # An explicit WANDB_MODE from the environment (e.g. a cluster profile) wins over auto-detection.
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    return "online" if has_api_key() else "offline"
+
+
+def make_wandb_logger(
+    project: str,
+    save_dir: str,
+    name: str | None = None,
+    mode: str = "auto",
+    group: str | None = None,
+    tags: list[str] | None = None,
+    entity: str | None = None,
+    id: str | None = None,
+    log_model: bool = False,
+    **kwargs: Any,
+) -> WandbLogger:
+    """Build Lightning's WandbLogger writing into ``<save_dir>/wandb``."""
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    resolved = resolve_mode(mode)
+    return WandbLogger(
+        project=project,
+        save_dir=save_dir,
+        name=name,
+        group=group or None,
+        tags=list(tags) if tags else None,
+        entity=entity,
+        id=id,
+        log_model=log_model,
+        offline=resolved == "offline",
+        mode=resolved,
+        **kwargs,
+    )

@@ -1,0 +1,136 @@
+"""Every option of every config group composes and instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf.errors import ConfigKeyError
+
+from gan_research.errors import ConfigError
+from gan_research.families.base import AdversarialModule, Schedule
+from gan_research.losses import GANObjective
+from gan_research.train import CONFIG_DIR, build
+
+CONF = Path(CONFIG_DIR)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+# The dataset each model option is paired with for instantiation.
+MODEL_DATA = {"dcgan": "digits", "mlp": "ring8", "seed_fashion": "fashion_mnist"}
+
+
+def test_every_group_of_design_md_exists():
+    for group in (
+        "model",
+        "loss",
+        "dataset",
+        "schedule",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "experiment",
+    ):
+        assert options(group), group
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_model_options_instantiate(make_cfg, model):
+    cfg = make_cfg(f"model={model}", f"dataset={MODEL_DATA[model]}")
+    module = instantiate(cfg.model)
+    assert isinstance(module, AdversarialModule)
+    # G and D are instantiable on their own (DESIGN.md's config contract).
+    g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+    assert tuple(g.output_shape) == tuple(d.input_shape)
+
+
+@pytest.mark.parametrize("loss", options("loss"))
+def test_loss_options_instantiate(make_cfg, loss):
+    objective = instantiate(make_cfg(f"loss={loss}").loss)
+    assert isinstance(objective, GANObjective)
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_dataset_options_instantiate(make_cfg, dataset, tmp_path):
+    overrides = [f"dataset={dataset}"]
+    if dataset == "image_folder":
+        overrides.append(f"dataset.root={tmp_path}")
+    dm = instantiate(make_cfg(*overrides).dataset)
+    assert isinstance(dm, pl.LightningDataModule)
+    assert len(dm.sample_shape) in (1, 3)
+
+
+@pytest.mark.parametrize("schedule", options("schedule"))
+def test_schedule_options_instantiate(make_cfg, schedule):
+    assert isinstance(instantiate(make_cfg(f"schedule={schedule}").schedule), Schedule)
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_trainer_options_compose(make_cfg, trainer):
+    cfg = make_cfg(f"trainer={trainer}")
+    if cfg.trainer.accelerator == "gpu":
+        pytest.skip("no GPU here; composition checked, instantiation needs a GPU")
+    assert isinstance(instantiate(cfg.trainer, logger=False), pl.Trainer)
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_logger_options_instantiate(make_cfg, logger):
+    cfg = make_cfg(f"logger={logger}")
+    for node in (cfg.logger or {}).values():
+        assert instantiate(node) is not None
+
+
+@pytest.mark.parametrize("callbacks", options("callbacks"))
+def test_callback_options_instantiate(make_cfg, callbacks):
+    cfg = make_cfg(f"callbacks={callbacks}")
+    assert all(isinstance(instantiate(c), pl.Callback) for c in cfg.callbacks.values() if c is not None)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_options_build(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.dataset)
+    module.check_data(dm)
+
+
+def test_fashion_mnist_seed_experiment_is_the_seed(make_cfg):
+    cfg = make_cfg("experiment=fashion_mnist_seed")
+    module = instantiate(cfg.model)
+    count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    assert count(module.generator) == 1_340_164
+    assert count(module.discriminator) == 1_113_345
+    assert (module.schedule.lr_g, module.schedule.lr_d) == (1e-4, 1e-5)
+    opt_g, opt_d = module.configure_optimizers()
+    assert opt_g.param_groups[0]["lr"] == 1e-4 and opt_d.param_groups[0]["lr"] == 1e-5
+
+
+def test_unknown_option_lists_valid_options(make_cfg):
+    with pytest.raises(ConfigCompositionException) as err:
+        make_cfg("loss=nonexistent")
+    for valid in options("loss"):
+        assert valid in str(err.value)
+
+
+def test_unknown_key_fails(make_cfg):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        make_cfg("schedule.not_a_key=1")
+
+
+def test_appended_unknown_schedule_key_lists_valid_keys(make_cfg):
+    cfg = make_cfg("+schedule.lr_gen=0.1")
+    with pytest.raises(ConfigError, match="lr_gen") as err:
+        build(cfg)
+    assert "lr_g" in str(err.value) and "n_critic" in str(err.value)
+
+
+def test_bad_schedule_value_names_it(make_cfg):
+    with pytest.raises(ConfigError, match=r"schedule.n_critic=0"):
+        build(make_cfg("schedule.n_critic=0"))

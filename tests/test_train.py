@@ -1,0 +1,176 @@
+"""End to end: the run directory contract of DESIGN.md, and bad input failing before any work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from gan_research.errors import ConfigError, DataError
+from gan_research.train import train
+from gan_research.utils.jsonl_logger import final_status, read_records
+
+LOGGED = [
+    "train/d_loss",
+    "train/g_loss",
+    "train/d_real",
+    "train/d_fake",
+    "train/p_real",
+    "train/p_fake",
+    "train/lr_g",
+    "train/lr_d",
+]
+
+
+@pytest.mark.slow
+def test_default_job_writes_the_run_directory(make_cfg):
+    cfg = make_cfg("logger=wandb", "schedule.max_steps=4")
+    result = train(cfg)
+    run = result["run_dir"]
+    assert result["status"] == "finished"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "step_0000002.ckpt").is_file()
+    pngs = sorted(p.name for p in (run / "samples").glob("*.png"))
+    assert pngs == ["step_0000002.png", "step_0000004.png"]
+    grid = Image.open(run / "samples" / "step_0000004.png")
+    assert grid.size[0] > 8 * 32  # 8 images of 32 px per row, with padding
+
+    records = read_records(run / "metrics.jsonl")
+    for key in LOGGED:
+        assert any(key in r for r in records), key
+    assert records[-1]["status"] == "finished" and records[-1]["step"] == 4
+    assert final_status(run / "metrics.jsonl") == "finished"
+
+    # The offline W&B run holds the logged keys, the sample images and the resolved config.
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    data = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in [*LOGGED, "samples", "n_critic", "lr_g"]:
+        assert key.encode() in data, key
+    assert list((runs[0] / "files" / "media" / "images").glob("samples_*.png"))
+
+
+def test_checkpoint_loads_with_weights_only(make_cfg):
+    result = train(make_cfg("model=mlp", "dataset=ring8", "schedule.ema_decay=0.9", "schedule.max_steps=2"))
+    ckpt = torch.load(result["run_dir"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    keys = ckpt["state_dict"].keys()
+    assert any(k.startswith("generator_ema.") for k in keys)
+    assert "fixed_noise" in keys
+
+
+def test_ring8_scatter_samples(make_cfg):
+    result = train(make_cfg("experiment=ring8_wgan_gp", "schedule.max_steps=2", "dataset.num_samples=2000"))
+    assert (result["run_dir"] / "samples" / "step_0000002.png").is_file()
+
+
+# ---------------------------------------------------------------- bad input
+def assert_nothing_trained(run_dir: Path) -> None:
+    assert not (run_dir / "checkpoints").exists()
+    assert final_status(run_dir / "metrics.jsonl") is None
+
+
+def test_image_network_on_2d_data(make_cfg):
+    cfg = make_cfg("model=dcgan", "dataset=ring8")
+    with pytest.raises(ConfigError, match=r"model=dcgan.*dataset=ring8.*model=mlp"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_2d_network_on_images(make_cfg):
+    cfg = make_cfg("model=mlp", "dataset=digits")
+    with pytest.raises(ConfigError, match=r"shape \(2,\).*digits.*\(1, 32, 32\)"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_image_size_a_network_cannot_produce(make_cfg):
+    cfg = make_cfg("dataset.image_size=48")
+    with pytest.raises(ConfigError, match=r"48.*32.*64"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_seed_architecture_on_wrong_size(make_cfg):
+    with pytest.raises(ConfigError, match="28"):
+        train(make_cfg("model=seed_fashion", "dataset=digits"))
+
+
+def test_missing_dataset_folder(make_cfg, tmp_path):
+    missing = tmp_path / "no_such_folder"
+    cfg = make_cfg("dataset=image_folder", f"dataset.root={missing}", "dataset.image_size=32")
+    with pytest.raises(DataError, match="no_such_folder"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_empty_dataset_folder(make_cfg, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = make_cfg("dataset=image_folder", f"dataset.root={empty}", "dataset.image_size=32")
+    with pytest.raises(DataError, match="empty"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_unreadable_image_file(make_cfg, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (40, 40), (i * 20, 0, 0)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    cfg = make_cfg("dataset=image_folder", f"dataset.root={folder}", "dataset.image_size=32")
+    with pytest.raises(DataError, match=r"broken\.png"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_missing_torchvision_files_name_the_path(make_cfg):
+    cfg = make_cfg("dataset=mnist", "model.generator.ngf=8")
+    with pytest.raises(DataError, match="MNIST"):
+        train(cfg)
+    assert_nothing_trained(Path(cfg.paths.output_dir))
+
+
+def test_existing_checkpoints_are_not_overwritten(make_cfg):
+    cfg = make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=2")
+    run = train(cfg)["run_dir"]
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        train(make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=2"))
+    assert last.read_bytes() == before
+
+
+def test_missing_resume_checkpoint(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        train(make_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "gan-train"
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_bad_combination_gives_one_clear_error(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _cli("model=dcgan", "dataset=ring8", f"hydra.run.dir={run_dir}", "logger=none", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "error: model=dcgan" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert_nothing_trained(run_dir)
+
+
+@pytest.mark.slow
+def test_cli_unknown_option_lists_valid_ones(tmp_path):
+    proc = _cli("loss=wasserstein", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'loss/wasserstein'" in proc.stderr
+    for valid in ("hinge", "lsgan", "minimax", "non_saturating", "wgan", "wgan_gp"):
+        assert valid in proc.stderr
