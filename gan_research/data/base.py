@@ -1,0 +1,239 @@
+"""Shared base of every GAN datamodule, and the fast path for data held in memory.
+
+A GAN step consumes ``batch_size * batches_per_step`` real samples (one batch per
+discriminator step), so every train loader yields batches of that size. Data small
+enough for RAM is held as tensors and batched by tensor indexing: the per-sample
+``__getitem__`` + collate of a plain DataLoader costs more than the step itself for
+batches of 2-D points or 8x8 digits on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from gan_research.errors import ConfigError, DataError
+
+# ITU-R 601-2 luma weights, the ones PIL's convert("L") uses, so RGB datasets turned
+# grey here match image folders converted by PIL.
+_LUMA = (0.299, 0.587, 0.114)
+
+# Images are resized in chunks so resizing 60k MNIST digits never holds a float copy
+# of the whole dataset.
+_RESIZE_CHUNK = 4096
+
+
+class InMemoryDataset(Dataset):
+    """Samples ``x`` with labels ``y``, fetched a whole batch at a time.
+
+    ``x`` is either float (already in its final range) or uint8 images, which are
+    scaled to [-1, 1] per batch: keeping uint8 in memory takes a quarter of the RAM.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} samples but {len(y)} labels")
+        self.x = x
+        self.y = y.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # The DataLoader calls this with a whole batch of indices when it exists.
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        x = self.x[index]
+        if x.dtype == torch.uint8:
+            x = uint8_to_signed_unit(x)
+        return x, self.y[index]
+
+
+def _batch_as_is(batch: Any) -> Any:
+    # InMemoryDataset already returns a collated batch; module-level so workers can pickle it.
+    return batch
+
+
+def uint8_to_signed_unit(x: torch.Tensor) -> torch.Tensor:
+    """Map uint8 pixels 0..255 to float32 in [-1, 1]."""
+    return x.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize NCHW images to ``size`` x ``size`` with bilinear interpolation.
+
+    Antialiasing is on when downscaling (as PIL does). uint8 input is rounded back
+    to uint8; float input stays float.
+    """
+    if x.shape[-2:] == (size, size):
+        return x
+    antialias = size < x.shape[-2] or size < x.shape[-1]
+    chunks = []
+    for chunk in x.split(_RESIZE_CHUNK):
+        out = F.interpolate(
+            chunk.to(torch.float32),
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=antialias,
+        )
+        if x.dtype == torch.uint8:
+            out = out.round_().clamp_(0, 255).to(torch.uint8)
+        chunks.append(out)
+    return torch.cat(chunks)
+
+
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convert NCHW images between grey (1 channel) and RGB (3 channels)."""
+    have = x.shape[1]
+    if have == channels:
+        return x
+    if have == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if have == 3 and channels == 1:
+        weights = torch.tensor(_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+        grey = (x.to(torch.float32) * weights).sum(dim=1, keepdim=True)
+        if x.dtype == torch.uint8:
+            return grey.round_().clamp_(0, 255).to(torch.uint8)
+        return grey
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+def check_positive_int(name: str, value: Any, owner: str) -> int:
+    """Return ``value`` if it is a positive int, else raise ConfigError naming ``owner.name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{owner}.{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_channels(value: Any, owner: str) -> int:
+    """Return ``value`` if it is 1 (grey) or 3 (RGB), else raise ConfigError."""
+    if value not in (1, 3) or isinstance(value, bool):
+        raise ConfigError(f"{owner}.channels must be 1 (grey) or 3 (RGB), got {value!r}")
+    return int(value)
+
+
+class GANDataModule(pl.LightningDataModule):
+    """Base of all datamodules: batching, seeding and the checks every dataset shares.
+
+    Subclasses set ``name`` and ``is_image``, implement ``sample_shape`` and
+    ``num_classes`` (known from the config alone, before ``setup``) and
+    ``_build_dataset`` (reads and validates the data; called once by ``setup``).
+
+    ``train_dataloader`` yields ``(x, y)`` with ``batch_size * batches_per_step``
+    samples, shuffled by a generator seeded from ``seed``, dropping the last partial
+    batch. ``val_dataloader`` walks the same training samples in a fixed order in
+    batches of ``batch_size``: there is no held-out split, because GAN metrics (FID,
+    IS, mode coverage) compare generated samples with the training distribution.
+    """
+
+    name: str = "dataset"
+    is_image: bool = True
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        batches_per_step: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        owner = "dataset"
+        self.batch_size = check_positive_int("batch_size", batch_size, owner)
+        self.batches_per_step = check_positive_int("batches_per_step", batches_per_step, owner)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError(f"dataset.num_workers must be an integer >= 0, got {num_workers!r}")
+        self.num_workers = num_workers
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"dataset.seed must be an integer, got {seed!r}")
+        self.seed = seed
+        self._train_set: Dataset | None = None
+
+    # -- what a subclass provides ------------------------------------------------
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: ``(2,)`` for 2-D points, ``(C, H, W)`` for images."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of label values, or None when the data is unlabelled."""
+        raise NotImplementedError
+
+    def _build_dataset(self) -> Dataset:
+        """Read and validate the training data."""
+        raise NotImplementedError
+
+    # -- shared behaviour --------------------------------------------------------
+    @property
+    def step_batch_size(self) -> int:
+        """Samples one training step consumes: ``batch_size * batches_per_step``."""
+        return self.batch_size * self.batches_per_step
+
+    @property
+    def train_set(self) -> Dataset:
+        """The training dataset (runs ``setup`` if it has not run yet)."""
+        if self._train_set is None:
+            self.setup("fit")
+        assert self._train_set is not None
+        return self._train_set
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read and validate the data once; later calls do nothing."""
+        if self._train_set is not None:
+            return
+        dataset = self._build_dataset()
+        size = len(dataset)  # type: ignore[arg-type]
+        if size < self.step_batch_size:
+            raise DataError(
+                f"dataset {self.name!r} has {size} samples, fewer than one training step needs: "
+                f"batch_size * batches_per_step = {self.batch_size} * {self.batches_per_step} "
+                f"= {self.step_batch_size}. Use a smaller dataset.batch_size or add data."
+            )
+        self._train_set = dataset
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of ``batch_size * batches_per_step`` samples, last partial batch dropped."""
+        # A fresh generator per call: two datamodules with the same seed give the same order.
+        sampler = RandomSampler(self.train_set, generator=torch.Generator().manual_seed(self.seed))
+        return self._loader(sampler, self.step_batch_size, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The training samples in a fixed order, in batches of ``batch_size`` (see class docstring)."""
+        return self._loader(SequentialSampler(self.train_set), self.batch_size, drop_last=False)
+
+    def _loader(self, sampler: Any, batch_size: int, drop_last: bool) -> DataLoader:
+        dataset = self.train_set
+        return DataLoader(
+            dataset,
+            # batch_size + sampler (not a batch_sampler) is the form Lightning knows how to
+            # rebuild around a DistributedSampler under DDP, keeping batch_size and drop_last.
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            # InMemoryDataset.__getitems__ already returns a whole batch.
+            collate_fn=_batch_as_is if isinstance(dataset, InMemoryDataset) else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # Worker seeds come from this generator rather than the global RNG, so
+            # iterating the loader does not shift the model's random stream.
+            generator=torch.Generator().manual_seed(self.seed + 1),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, sample_shape={self.sample_shape}, "
+            f"batch_size={self.batch_size}, batches_per_step={self.batches_per_step})"
+        )
+
+    # LightningDataModule.__str__ builds every dataloader, i.e. reads the data; printing
+    # a datamodule (Hydra logs, debuggers) must not.
+    __str__ = __repr__
