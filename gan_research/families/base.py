@@ -27,7 +27,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.losses import GANObjective, supports_label_smoothing
+from gan_research.losses import GANObjective, WassersteinLoss, supports_label_smoothing
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -238,19 +238,26 @@ class AdversarialModule(pl.LightningModule):
         finally:
             self.untoggle_optimizer(optimizer)
 
-    def backward_and_step(self, optimizer: LightningOptimizer, loss: Tensor, *, counts_as_step: bool) -> None:
-        """zero_grad → manual_backward → step.
+    def backward_and_step(
+        self, optimizer: LightningOptimizer, loss: Tensor, *, counts_as_step: bool
+    ) -> Tensor:
+        """zero_grad → manual_backward → step; returns the gradient norm of the stepped parameters.
 
         ``counts_as_step=False`` (D updates) steps through the strategy directly:
         the precision plugin still unscales / skips non-finite fp16 steps, but
         Lightning's step counter (``global_step``) only counts G updates.
+        The norm stays a device tensor (no host sync); it is the G/D balance
+        diagnostic ``train/g_grad_norm`` / ``train/d_grad_norm``.
         """
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
         if counts_as_step:
             optimizer.step()
         else:
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=_no_closure)
+        return grad_norm.detach()
 
     def step_lr_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
@@ -293,6 +300,32 @@ class AdversarialModule(pl.LightningModule):
         if not self.objective.regularizers or int(self.d_updates) % every != 0:
             return {}
         return {name: reg(score_fn, real, fake) * every for name, reg in self.objective.regularizers.items()}
+
+    def balance_diagnostics(
+        self, real_scores: Tensor, fake_scores: Tensor, d_adv: Tensor
+    ) -> dict[str, Tensor]:
+        """Cheap G/D balance signals from scores D already computed (no extra forward, no host sync).
+
+        d_acc_real/d_acc_fake near 1 with a growing gap means D dominates and G's
+        gradients vanish; both near 1/2 early on means D learns nothing.
+        """
+        adversarial = self.objective.adversarial
+        threshold = adversarial.decision_threshold(real_scores, fake_scores)
+        logs = {
+            "train/d_real": real_scores.mean(),
+            "train/d_fake": fake_scores.mean(),
+            "train/d_gap": real_scores.mean() - fake_scores.mean(),
+            "train/d_acc_real": (real_scores > threshold).float().mean(),
+            "train/d_acc_fake": (fake_scores <= threshold).float().mean(),
+        }
+        if adversarial.probabilistic:
+            logs["train/p_real"] = torch.sigmoid(real_scores).mean()
+            logs["train/p_fake"] = torch.sigmoid(fake_scores).mean()
+        if isinstance(adversarial, WassersteinLoss):
+            # The critic's estimate of W(P_r, P_g) (Arjovsky et al. 2017, eq. 3),
+            # up to its Lipschitz constant.
+            logs["train/wasserstein_estimate"] = -d_adv
+        return logs
 
     # ---------------------------------------------------------------- G side
     def sample_latent(self, n: int) -> Tensor:

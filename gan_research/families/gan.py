@@ -30,6 +30,11 @@ class GAN(AdversarialModule):
         for real in real_all.chunk(n_critic):
             logs.update(self.discriminator_step(real, opt_d))
         logs.update(self.generator_step(real_all.shape[0] // n_critic, opt_g))
+        if "train/d_grad_norm" in logs:
+            # >> 1: G is pushed much harder than D learns (D dominating); << 1: the reverse.
+            logs["train/grad_norm_ratio"] = logs["train/g_grad_norm"] / logs["train/d_grad_norm"].clamp_min(
+                1e-12
+            )
         self.update_ema()
         self.step_lr_schedulers()
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
@@ -58,18 +63,16 @@ class GAN(AdversarialModule):
             # The .item() host sync happens only when skipping is configured.
             skip = threshold is not None and d_adv.item() < threshold
             if not skip:
-                self.backward_and_step(opt_d, d_loss, counts_as_step=False)
+                d_grad_norm = self.backward_and_step(opt_d, d_loss, counts_as_step=False)
                 self.clip_discriminator_weights()
                 self.d_updates += 1
         logs = {
             "train/d_loss": d_loss.detach(),
-            "train/d_real": real_scores.detach().mean(),
-            "train/d_fake": fake_scores.detach().mean(),
             **{f"train/d_{name}": value.detach() for name, value in penalties.items()},
+            **self.balance_diagnostics(real_scores.detach(), fake_scores.detach(), d_adv.detach()),
         }
-        if adversarial.probabilistic:
-            logs["train/p_real"] = torch.sigmoid(real_scores.detach()).mean()
-            logs["train/p_fake"] = torch.sigmoid(fake_scores.detach()).mean()
+        if not skip:
+            logs["train/d_grad_norm"] = d_grad_norm
         if threshold is not None:
             logs["train/d_skipped"] = torch.tensor(float(skip))
         return logs
@@ -79,5 +82,5 @@ class GAN(AdversarialModule):
             fake = self.generator(self.sample_latent(batch_size))
             fake_scores = self.discriminator(self.add_instance_noise(fake))
             g_loss = self.objective.adversarial.generator_loss(fake_scores)
-            self.backward_and_step(opt_g, g_loss, counts_as_step=True)
-        return {"train/g_loss": g_loss.detach()}
+            g_grad_norm = self.backward_and_step(opt_g, g_loss, counts_as_step=True)
+        return {"train/g_loss": g_loss.detach(), "train/g_grad_norm": g_grad_norm}

@@ -25,6 +25,14 @@ class AdversarialLoss:
 
     probabilistic: bool = False
 
+    def decision_threshold(self, real: Tensor, fake: Tensor) -> Tensor | float:
+        """Score above which D calls a sample real (for the D-accuracy diagnostics).
+
+        Losses with targets have a fixed boundary; a Wasserstein critic has none,
+        so it is the midpoint of the batch's mean real and fake scores.
+        """
+        return 0.5 * (real.mean() + fake.mean())
+
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         raise NotImplementedError
 
@@ -53,6 +61,9 @@ class MinimaxLoss(AdversarialLoss):
     """
 
     probabilistic = True
+
+    def decision_threshold(self, real: Tensor, fake: Tensor) -> float:
+        return 0.0  # logit 0 ⇔ D(x) = 1/2
 
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         return _bce_real(real, real_target) + F.softplus(fake).mean()
@@ -103,6 +114,9 @@ class LeastSquaresLoss(AdversarialLoss):
     def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0) -> None:
         self.a, self.b, self.c = a, b, c
 
+    def decision_threshold(self, real: Tensor, fake: Tensor) -> float:
+        return 0.5 * (self.a + self.b)
+
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         # real_target < 1 means "smooth by (1 - real_target)": shrink b towards a by that fraction.
         b = self.b - (1.0 - real_target) * (self.b - self.a)
@@ -122,6 +136,9 @@ class HingeLoss(AdversarialLoss):
     Normalization for GANs", ICLR 2018, eqs. (16)-(17):
     L_D = E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))],  L_G = -E[D(G(z))].
     """
+
+    def decision_threshold(self, real: Tensor, fake: Tensor) -> float:
+        return 0.0  # the margins sit at +1 (real) and -1 (fake)
 
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()

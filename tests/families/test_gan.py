@@ -205,3 +205,34 @@ def test_lr_decay_linear_reaches_zero(make_cfg):
     trainer = fit(cfg, objs["model"], objs["datamodule"])
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0)
     assert trainer.optimizers[1].param_groups[0]["lr"] == pytest.approx(0.0)
+
+
+def test_balance_diagnostics_on_known_scores(make_cfg):
+    model = build(make_cfg(*RING))["model"]
+    real, fake = torch.tensor([2.0, 3.0, -0.5, 1.0]), torch.tensor([-1.0, 1.0, -2.0, -3.0])
+    logs = model.balance_diagnostics(real, fake, torch.tensor(0.0))
+    assert logs["train/d_acc_real"].item() == pytest.approx(0.75)  # logit > 0
+    assert logs["train/d_acc_fake"].item() == pytest.approx(0.75)  # logit <= 0
+    assert logs["train/d_gap"].item() == pytest.approx(1.375 - (-1.25))
+    assert "train/wasserstein_estimate" not in logs
+
+
+def test_wgan_gp_logs_wasserstein_estimate_and_grad_norms(make_cfg):
+    result = train(make_cfg(*RING, "loss=wgan_gp", "schedule=wgan_gp", "schedule.max_steps=2"))
+    records = [r for r in read_records(result["run_dir"] / "metrics.jsonl") if "status" not in r]
+    keys = set().union(*records)
+    for key in (
+        "train/wasserstein_estimate",
+        "train/d_grad_norm",
+        "train/g_grad_norm",
+        "train/grad_norm_ratio",
+        "train/d_acc_real",
+        "train/d_acc_fake",
+        "train/d_gap",
+    ):
+        assert key in keys, key
+    r = records[-1]
+    assert r["train/grad_norm_ratio"] == pytest.approx(
+        r["train/g_grad_norm"] / r["train/d_grad_norm"], rel=1e-5
+    )
+    assert r["train/d_grad_norm"] > 0 and r["train/g_grad_norm"] > 0
