@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ LOGGED = [
     "train/g_loss",
     "train/d_real",
     "train/d_fake",
+    "train/d_acc_real",
+    "train/g_grad_norm",
     "train/p_real",
     "train/p_fake",
     "train/lr_g",
@@ -49,9 +52,10 @@ def test_default_job_writes_the_run_directory(make_cfg):
     # The offline W&B run holds the logged keys, the sample images and the resolved config.
     runs = list((run / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    data = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in [*LOGGED, "samples", "n_critic", "lr_g"]:
-        assert key.encode() in data, key
+    wanted = [k.encode() for k in [*LOGGED, "samples", "n_critic", "lr_g"]]
+    data = _wait_for_wandb_records(runs[0], wanted)
+    for key in wanted:
+        assert key in data, key
     assert list((runs[0] / "files" / "media" / "images").glob("samples_*.png"))
 
 
@@ -66,6 +70,17 @@ def test_checkpoint_loads_with_weights_only(make_cfg):
 def test_ring8_scatter_samples(make_cfg):
     result = train(make_cfg("experiment=ring8_wgan_gp", "schedule.max_steps=2", "dataset.num_samples=2000"))
     assert (result["run_dir"] / "samples" / "step_0000002.png").is_file()
+
+
+def _wait_for_wandb_records(run: Path, wanted: list[bytes], timeout: float = 60.0) -> bytes:
+    """The .wandb transaction log is written by W&B's service process, asynchronously
+    to the training process; on a loaded machine it can lag wandb.finish() by seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = b"".join(p.read_bytes() for p in run.glob("run-*.wandb"))
+        if all(k in data for k in wanted) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
 
 
 # ---------------------------------------------------------------- bad input
