@@ -20,6 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
+from pytorch_lightning.callbacks import ProgressBar
 
 from gan_research.errors import ConfigError, GanResearchError
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record
@@ -82,7 +83,12 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     # Reads and validates the dataset files now, so missing/corrupt data fails before training.
     datamodule.prepare_data()
     datamodule.setup("fit")
-    return {"datamodule": datamodule, "model": model, "run_dir": run_dir}
+    evaluation = None
+    if cfg.get("metrics"):
+        evaluation = _instantiate(cfg.metrics, "the metrics")
+        # Loads feature networks and the real side now: a missing weights file fails before training.
+        evaluation.prepare(datamodule)
+    return {"datamodule": datamodule, "model": model, "run_dir": run_dir, "evaluation": evaluation}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -92,6 +98,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [
         _instantiate(c, "a callback") for c in (cfg.get("callbacks") or {}).values() if c is not None
     ]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # enable_progress_bar=false turns the bar off, callback included (Lightning refuses both).
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if objects["evaluation"] is not None:
+        callbacks.append(objects["evaluation"])
     loggers: list[Any] = [JsonlLogger(run_dir)]
     loggers += [_instantiate(c, "a logger") for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = _instantiate(cfg.trainer, "the trainer", callbacks=callbacks, logger=loggers)

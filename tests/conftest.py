@@ -28,6 +28,7 @@ TINY = [
     "callbacks.model_checkpoint.every_n_train_steps=2",
     "callbacks.samples.every_n_steps=2",
     "logger=none",
+    "metrics=none",
 ]
 # Small widths for the image networks, per model option.
 TINY_MODEL = {

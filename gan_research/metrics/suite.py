@@ -1,0 +1,354 @@
+"""The metrics of one run, chosen from its dataset: what evaluation during
+training (``callbacks/evaluation.py``) and ``gan-eval`` both compute.
+
+- 2-D mixtures (ring8, grid25): the VEEGAN/PacGAN mode protocol
+  (``val/modes_recovered``, ``val/high_quality``, ``val/kl_uniform``).
+- stacked_digits: modes covered out of 1000, counted with the digits classifier
+  on each channel (``val/modes_covered``, ``val/kl_modes``).
+- image datasets: FID, KID, IS, precision/recall, density/coverage and
+  diversity in one feature space, plus for labelled data the class histogram
+  of samples (``val/classes_covered``, ``val/kl_classes``). With a domain
+  classifier every feature-space key carries its name (``val/fid_digits``);
+  with Inception it does not (``val/fid``), so nobody mistakes one for the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gan_research.errors import ConfigError
+from gan_research.metrics.collapse import CollapseDetector, diversity_score
+from gan_research.metrics.fid import FeatureFID, build_metrics, load_or_compute_real_stats, real_stats_path
+from gan_research.metrics.mixture_modes import ClassHistogram, MixtureModes
+from gan_research.metrics.prdc import DensityCoverage, PrecisionRecall
+
+log = logging.getLogger(__name__)
+
+FEATURE_NETWORKS = ("auto", "classifier", "inception", "none")
+
+SampleFn = Callable[[int], Tensor]
+
+
+class MetricSuite:
+    """Builds the metrics that fit a datamodule and evaluates a sampler with them.
+
+    Args:
+        datamodule: the run's GANDataModule (``setup`` already called or callable).
+        num_samples: generated samples per evaluation (2500 is the mode protocol's).
+        num_real: real samples for the real side (default: ``num_samples``).
+        feature_network: ``auto`` (the domain classifier for labelled image data,
+            Inception otherwise), ``classifier``, ``inception`` or ``none``
+            (no feature-space metrics).
+        kinds: which of fid, kid, is to compute in the feature space.
+        prdc: also precision/recall (k=3) and density/coverage (k=5).
+        classifier_path: the domain classifier checkpoint (default
+            ``<data_dir>/classifiers/<dataset>_<size>.pt``).
+        train_classifier_if_missing: train and save it when the file is missing
+            (as ``gan-classifier`` would), instead of failing.
+        inception_weights: local InceptionV3 weights (see ``metrics/inception.py``).
+        data_dir: root of classifiers and cached real statistics.
+        kid_subset_size, kid_subsets, is_splits: the usual settings of those metrics.
+        batch_size: generation and feature batch size.
+        collapse: thresholds of :class:`CollapseDetector` (``min_coverage``,
+            ``min_diversity``, ``min_modes_fraction``); all null disables the check.
+    """
+
+    def __init__(
+        self,
+        datamodule: Any,
+        num_samples: int = 2500,
+        num_real: int | None = None,
+        feature_network: str = "auto",
+        kinds: Sequence[str] = ("fid", "kid", "is"),
+        prdc: bool = True,
+        classifier_path: str | None = None,
+        train_classifier_if_missing: bool = True,
+        inception_weights: str | None = None,
+        data_dir: str = "data",
+        kid_subset_size: int = 1000,
+        kid_subsets: int = 100,
+        is_splits: int = 10,
+        batch_size: int = 500,
+        collapse: dict[str, float | None] | None = None,
+    ) -> None:
+        if feature_network not in FEATURE_NETWORKS:
+            raise ConfigError(
+                f"metrics.feature_network={feature_network!r} is invalid; valid: {list(FEATURE_NETWORKS)}"
+            )
+        if num_samples < 2:
+            raise ConfigError(f"metrics.num_samples={num_samples} is invalid: expected an int >= 2")
+        self.datamodule = datamodule
+        self.name = str(getattr(datamodule, "name", "data"))
+        self.num_samples = int(num_samples)
+        self.num_real = int(num_real or num_samples)
+        self.kinds = tuple(kinds)
+        self.prdc = prdc
+        self.batch_size = int(batch_size)
+        self.data_dir = Path(data_dir)
+        self.kid_subset_size = min(int(kid_subset_size), self.num_samples, self.num_real)
+        self.kid_subsets, self.is_splits = int(kid_subsets), int(is_splits)
+        self.kind = self._kind(datamodule)
+        self.feature_network = self._resolve_feature_network(feature_network)
+        self.classifier_path = classifier_path
+        self.train_classifier_if_missing = train_classifier_if_missing
+        self.inception_weights = inception_weights
+        self.collapse = dict(collapse or {})
+        self._built = False
+        self._device = torch.device("cpu")
+        self.feature_net: nn.Module | None = None
+
+    # ------------------------------------------------------------ choosing
+    @staticmethod
+    def _kind(datamodule: Any) -> str:
+        if getattr(datamodule, "name", None) == "stacked_digits":
+            return "stacked"
+        if hasattr(datamodule, "modes") and tuple(datamodule.sample_shape) == (2,):
+            return "mixture"
+        if len(tuple(datamodule.sample_shape)) == 3:
+            return "image"
+        raise ConfigError(
+            f"no metrics are defined for dataset '{getattr(datamodule, 'name', datamodule)}' with samples of "
+            f"shape {tuple(datamodule.sample_shape)}; use metrics=none"
+        )
+
+    def _resolve_feature_network(self, choice: str) -> str:
+        if self.kind == "mixture":
+            return "none"  # 2-D samples are their own feature space: the mode protocol needs no network
+        if choice == "auto":
+            if self.kind == "stacked":
+                return "none"
+            return "classifier" if getattr(self.datamodule, "num_classes", None) else "inception"
+        return choice
+
+    # ------------------------------------------------------------ building
+    def prepare(self) -> None:
+        """Resolve and load feature networks (failing early on missing files) and the real side."""
+        if self._built:
+            return
+        self.datamodule.prepare_data()
+        self.datamodule.setup("fit")
+        if self.kind == "mixture":
+            self.modes = MixtureModes.from_mixture(self.datamodule)
+            detector_modes = self.modes.num_modes
+        elif self.kind == "stacked":
+            self.mode_classifier = self._load_classifier(dataset="digits", image_size=self._image_size)
+            self.stacked_modes = ClassHistogram(1000)
+            detector_modes = 1000
+        else:
+            detector_modes = getattr(self.datamodule, "num_classes", None)
+        if self.feature_network != "none":
+            self.feature_net = self._build_feature_net()
+            self._build_feature_metrics()
+        self.detector = CollapseDetector(
+            min_coverage=self.collapse.get("min_coverage"),
+            min_diversity=self.collapse.get("min_diversity"),
+            min_modes_fraction=self.collapse.get("min_modes_fraction"),
+            num_modes=detector_modes if self.collapse.get("min_modes_fraction") is not None else None,
+        )
+        self._built = True
+
+    @property
+    def _image_size(self) -> int:
+        return int(self.datamodule.sample_shape[-1])
+
+    def _load_classifier(self, dataset: str, image_size: int) -> nn.Module:
+        from gan_research.metrics.classifier import (
+            default_classifier_path,
+            load_classifier,
+            save_classifier,
+            train_classifier,
+        )
+
+        path = Path(self.classifier_path or default_classifier_path(self.data_dir, dataset, image_size))
+        if not path.is_file() and self.train_classifier_if_missing:
+            if dataset != self.name:
+                from gan_research.data.digits import DigitsDataModule
+
+                source = DigitsDataModule(image_size=image_size)
+            else:
+                source = self.datamodule
+            log.info("training the %s domain classifier once; it is cached at %s", dataset, path)
+            model, accuracy = train_classifier(source)
+            save_classifier(model, path, accuracy, dataset)
+        return load_classifier(path, dataset=dataset)
+
+    def _build_feature_net(self) -> nn.Module:
+        if self.feature_network == "inception":
+            from gan_research.metrics.inception import InceptionFeatures
+
+            return InceptionFeatures(self.inception_weights)
+        if not getattr(self.datamodule, "num_classes", None):
+            raise ConfigError(
+                f"metrics.feature_network=classifier needs labelled data; dataset '{self.name}' has no "
+                "labels. Use metrics.feature_network=inception (or metrics=none)"
+            )
+        return self._load_classifier(dataset=self.name, image_size=self._image_size)
+
+    def _build_feature_metrics(self) -> None:
+        net = self.feature_net
+        assert net is not None
+        self.suffix = "" if net.name == "inception" else f"_{net.name}"
+        self.metrics = build_metrics(
+            net,
+            self.kinds,
+            kid_subsets=self.kid_subsets,
+            kid_subset_size=self.kid_subset_size,
+            is_splits=self.is_splits,
+        )
+        self.precision_recall = PrecisionRecall(k=3, reset_real_features=False) if self.prdc else None
+        self.density_coverage = DensityCoverage(k=5, reset_real_features=False) if self.prdc else None
+        num_classes = getattr(net, "num_classes", None)
+        self.class_histogram = (
+            ClassHistogram(num_classes, self._data_class_distribution(num_classes))
+            if self.feature_network == "classifier" and num_classes
+            else None
+        )
+        # The real side, once per run: FID statistics through the on-disk cache,
+        # features for KID, PRDC and diversity.
+        real_images = self._real_images()
+        for metric in self.metrics.values():
+            if isinstance(metric, FeatureFID):
+                path = real_stats_path(
+                    self.data_dir / "stats", self.name, "train", net.name, self._image_size, len(real_images)
+                )
+                load_or_compute_real_stats(metric, real_images.split(self.batch_size), path)
+            elif hasattr(metric, "real_features"):
+                for chunk in real_images.split(self.batch_size):
+                    metric.update(chunk, real=True)
+        self.real_features = torch.cat([net(chunk).double() for chunk in real_images.split(self.batch_size)])
+        for m in (self.precision_recall, self.density_coverage):
+            if m is not None:
+                m.update(self.real_features, real=True)
+
+    def _real_images(self) -> Tensor:
+        # A fixed evaluation set: the first num_real samples in the datamodule's fixed order.
+        loader = self.datamodule.val_dataloader()
+        chunks, n = [], 0
+        with torch.no_grad():
+            for batch in loader:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                chunks.append(x)
+                n += len(x)
+                if n >= self.num_real:
+                    break
+        images = torch.cat(chunks)[: self.num_real]
+        if len(images) < self.num_real:
+            log.warning(
+                "dataset %s has %d samples, fewer than metrics.num_real=%d",
+                self.name,
+                len(images),
+                self.num_real,
+            )
+        return images
+
+    def _data_class_distribution(self, num_classes: int) -> Tensor | None:
+        labels = getattr(getattr(self.datamodule, "train_set", None), "y", None)
+        if labels is None:
+            return None
+        counts = torch.bincount(labels.long(), minlength=num_classes).double()
+        return counts / counts.sum() if bool((counts > 0).all()) else None
+
+    # ------------------------------------------------------------ evaluating
+    @torch.no_grad()
+    def evaluate(self, sample: SampleFn, device: torch.device | str = "cpu") -> dict[str, float]:
+        """Generate ``num_samples`` samples with ``sample(n)`` and return every metric as floats."""
+        self.prepare()
+        self._to(torch.device(device))
+        results: dict[str, float] = {}
+        fake_features = []
+        remaining = self.num_samples
+        while remaining > 0:
+            n = min(self.batch_size, remaining)
+            x = sample(n).float()
+            remaining -= n
+            if self.kind == "mixture":
+                self.modes.update(x)
+            if self.kind == "stacked":
+                from gan_research.metrics.classifier import count_stacked_modes
+
+                self.stacked_modes.update(count_stacked_modes(self.mode_classifier, x.clamp(-1, 1)))
+            if self.feature_net is not None:
+                x = x.clamp(-1, 1)
+                for key, metric in self.metrics.items():
+                    if key.split("/")[1].startswith("is"):
+                        metric.update(x)
+                    else:
+                        metric.update(x, real=False)
+                features = self.feature_net(x).double()
+                fake_features.append(features)
+                if self.class_histogram is not None:
+                    self.class_histogram.update(self.feature_net.logits(x).argmax(1))
+        if self.kind == "mixture":
+            r = self.modes.compute()
+            results.update({f"val/{k}": float(v) for k, v in r.items() if k != "num_samples"})
+            self.modes.reset()
+        if self.kind == "stacked":
+            r = self.stacked_modes.compute()
+            results["val/modes_covered"] = float(r["classes_covered"])
+            results["val/kl_modes"] = float(r["kl_to_data"])
+            self.stacked_modes.reset()
+        if self.feature_net is not None:
+            results.update(self._feature_results(torch.cat(fake_features)))
+        collapsed, reasons = self.detector.check(self._plain(results))
+        results["val/collapse"] = float(collapsed)
+        self.last_collapse_reasons = reasons
+        return results
+
+    def _feature_results(self, fake_features: Tensor) -> dict[str, float]:
+        s, out = self.suffix, {}
+        for key, metric in self.metrics.items():
+            value = metric.compute()
+            if isinstance(value, tuple):
+                out[key], out[f"{key}_std"] = float(value[0]), float(value[1])
+            else:
+                out[key] = float(value)
+            metric.reset()
+        for m in (self.precision_recall, self.density_coverage):
+            if m is not None:
+                m.update(fake_features, real=False)
+                out.update({f"val/{k}{s}": float(v) for k, v in m.compute().items()})
+                m.reset()
+        real = self.real_features.to(fake_features.device)
+        out[f"val/diversity{s}"] = diversity_score(fake_features, real, max_samples=2000)
+        if self.class_histogram is not None:
+            r = self.class_histogram.compute()
+            out["val/classes_covered"] = float(r["classes_covered"])
+            out["val/kl_classes"] = float(r["kl_to_data"])
+            self.class_histogram.reset()
+        return out
+
+    def _plain(self, results: dict[str, float]) -> dict[str, float]:
+        """Keys without stage and network suffix, as the collapse detector reads them."""
+        plain = {}
+        for key, value in results.items():
+            name = key.split("/", 1)[-1]
+            if getattr(self, "suffix", "") and name.endswith(self.suffix):
+                name = name[: -len(self.suffix)]
+            plain[name] = value
+        if "modes_covered" in plain:
+            plain["classes_covered"] = plain["modes_covered"]
+        return plain
+
+    def _to(self, device: torch.device) -> None:
+        if device == self._device:
+            return
+        self._device = device
+        for obj in self._modules():
+            obj.to(device)
+
+    def _modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = []
+        if self.feature_net is not None:
+            mods += [self.feature_net, *self.metrics.values()]
+            mods += [m for m in (self.precision_recall, self.density_coverage, self.class_histogram) if m]
+        if self.kind == "mixture":
+            mods.append(self.modes)
+        if self.kind == "stacked":
+            mods += [self.mode_classifier, self.stacked_modes]
+        return mods

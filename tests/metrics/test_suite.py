@@ -1,0 +1,131 @@
+"""The metric suite of a run: what evaluation during training and gan-eval compute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from gan_research.data.digits import DigitsDataModule
+from gan_research.data.mixtures import RingMixture
+from gan_research.errors import CheckpointError
+from gan_research.evaluate import evaluate_checkpoint
+from gan_research.metrics.inception import InceptionWeightsError
+from gan_research.metrics.suite import MetricSuite
+from gan_research.train import train
+from gan_research.utils.jsonl_logger import read_records
+
+
+def real_sampler(x: torch.Tensor):
+    state = {"i": 0}
+
+    def sample(n: int) -> torch.Tensor:
+        out = x[state["i"] : state["i"] + n]
+        state["i"] += n
+        return out
+
+    return sample
+
+
+def test_mixture_suite_on_real_and_collapsed_samplers():
+    dm = RingMixture(num_samples=5000, seed=0)
+    suite = MetricSuite(dm, collapse={"min_modes_fraction": 0.5})
+    suite.prepare()
+    good = suite.evaluate(real_sampler(dm.train_set.x))
+    assert good["val/modes_recovered"] == 8
+    # P(‖x − μ‖ ≤ 3σ) for a 2-D Gaussian is 1 − exp(−9/2) ≈ 98.89%.
+    assert good["val/high_quality"] == pytest.approx(98.89, abs=0.5)
+    assert good["val/kl_uniform"] < 0.01
+    assert good["val/collapse"] == 0.0
+    one_mode = dm.modes[0].expand(2500, 2).clone()
+    bad = suite.evaluate(lambda n: one_mode[:n])
+    assert bad["val/modes_recovered"] == 1
+    assert bad["val/kl_uniform"] == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-6)
+    assert bad["val/collapse"] == 1.0
+    assert "modes_recovered" in suite.last_collapse_reasons[0]
+
+
+@pytest.fixture(scope="module")
+def digits_suite(tmp_path_factory):
+    dm = DigitsDataModule(image_size=32)
+    data_dir = tmp_path_factory.mktemp("data")
+    suite = MetricSuite(dm, num_samples=1000, data_dir=str(data_dir), kid_subsets=10, is_splits=2)
+    suite.prepare()
+    return dm, suite, data_dir
+
+
+def test_digits_suite_uses_the_domain_classifier(digits_suite):
+    dm, suite, data_dir = digits_suite
+    assert suite.feature_network == "classifier"
+    assert (data_dir / "classifiers" / "digits_32.pt").is_file()
+    assert list((data_dir / "stats").glob("fid-real_digits_train_digits_32px_n1000.pt"))
+    images = dm.train_set.x
+    images = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images
+    real = suite.evaluate(real_sampler(images[:1000]))
+    # Names carry the feature network, so nobody reads them as Inception numbers.
+    for key in (
+        "val/fid_digits",
+        "val/kid_digits",
+        "val/is_digits",
+        "val/precision_digits",
+        "val/recall_digits",
+        "val/density_digits",
+        "val/coverage_digits",
+        "val/diversity_digits",
+        "val/classes_covered",
+    ):
+        assert key in real, key
+    assert "val/fid" not in real
+    # The same 1000 images as the real side: 0 up to float32 feature round-off.
+    assert real["val/fid_digits"] == pytest.approx(0.0, abs=1e-4)
+    assert real["val/classes_covered"] == 10
+    assert real["val/coverage_digits"] > 0.95
+    assert real["val/is_digits"] > 5
+
+    collapsed = images[:1].expand(1000, -1, -1, -1).clone()
+    bad = suite.evaluate(lambda n: collapsed[:n])
+    assert bad["val/classes_covered"] == 1
+    assert bad["val/diversity_digits"] == pytest.approx(0.0, abs=1e-9)
+    assert bad["val/fid_digits"] > real["val/fid_digits"] + 10
+    assert bad["val/coverage_digits"] < 0.1
+
+
+def test_evaluation_during_training_and_gan_eval(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "experiment=ring8_wgan_gp",
+        "metrics=default",
+        "metrics.every_n_steps=2",
+        "schedule.max_steps=4",
+        "dataset.num_samples=3000",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        "callbacks.progress_bar=null",
+    )
+    # gan-eval reads the run's own composed config, which a `gan-train` run saves there.
+    run_dir = Path(cfg.paths.output_dir)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    result = train(cfg)
+    records = read_records(result["run_dir"] / "metrics.jsonl")
+    evals = [r for r in records if "val/modes_recovered" in r and "status" not in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert "val/modes_recovered" in result["metrics"]  # what sweeps read back from train()
+
+    out = evaluate_checkpoint(result["run_dir"], "last.ckpt", cfg.metrics)
+    assert out["step"] == 4
+    assert set(out["metrics"]) >= {"val/modes_recovered", "val/high_quality", "val/kl_uniform"}
+    json.dumps(out)
+    with pytest.raises(CheckpointError, match="available"):
+        evaluate_checkpoint(result["run_dir"], "nope.ckpt", cfg.metrics)
+
+
+def test_missing_inception_weights_fail_before_training(make_cfg, monkeypatch, tmp_path):
+    monkeypatch.delenv("GAN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cfg = make_cfg("metrics=inception")
+    with pytest.raises(InceptionWeightsError, match="weights-inception-2015-12-05"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
