@@ -134,3 +134,14 @@ def test_appended_unknown_schedule_key_lists_valid_keys(make_cfg):
 def test_bad_schedule_value_names_it(make_cfg):
     with pytest.raises(ConfigError, match=r"schedule.n_critic=0"):
         build(make_cfg("schedule.n_critic=0"))
+
+
+@pytest.mark.parametrize("metrics", options("metrics"))
+def test_metrics_options_instantiate(make_cfg, metrics):
+    from gan_research.callbacks.evaluation import Evaluation
+
+    cfg = make_cfg(f"metrics={metrics}")
+    if not cfg.metrics:
+        return  # metrics=none: no evaluation callback
+    # Instantiation only; feature networks are loaded by Evaluation.prepare (tested in tests/metrics).
+    assert isinstance(instantiate(cfg.metrics), Evaluation)
