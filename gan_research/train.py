@@ -84,7 +84,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     evaluation = None
-    if cfg.get("metrics"):
+    # metrics=none is an empty node; an experiment's interval merged into it must not revive evaluation.
+    if cfg.get("metrics") and "_target_" in cfg.metrics:
         evaluation = _instantiate(cfg.metrics, "the metrics")
         # Loads feature networks and the real side now: a missing weights file fails before training.
         evaluation.prepare(datamodule)
