@@ -8,6 +8,7 @@ written, so a bad command leaves nothing that looks like a run.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,15 +16,18 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 from pytorch_lightning.callbacks import ProgressBar
 
+from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.errors import ConfigError, GanResearchError
-from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record
+from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, read_records
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +63,53 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
         raise ConfigError(f"could not build {what}: {err}") from err
 
 
-def _check_run_dir(run_dir: Path, ckpt_path: str | None) -> None:
-    """Never train over another run's checkpoints unless resuming from one of them."""
+RESUME_MODES = ("auto", "never")
+# Outcomes a rerun of the same job would only reproduce: a sweep rerun skips them.
+ENDED = ("finished", "diverged")
+
+
+def _previous_run(run_dir: Path) -> dict[str, Any] | None:
+    """The last status line of the run already in ``run_dir`` (None when there is none)."""
+    for record in reversed(read_records(run_dir / METRICS_FILE)):
+        if "status" in record:
+            return record
+    return None
+
+
+def _resolve_resume(run_dir: Path, cfg: DictConfig) -> str | None:
+    """The checkpoint to start from: ``ckpt_path``, or the run directory's own ``last.ckpt``.
+
+    Never trains over another run's checkpoints: with ``resume=never`` an
+    occupied run directory is an error; with ``resume=auto`` the run continues
+    from its last checkpoint (a requeued cluster job, a sweep rerun).
+    """
+    resume = cfg.get("resume", "auto")
+    if resume not in RESUME_MODES:
+        raise ConfigError(f"resume={resume!r} is invalid; valid values: {list(RESUME_MODES)}")
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None:
+        if not Path(ckpt_path).is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
+        return str(ckpt_path)
     ckpt_dir = run_dir / "checkpoints"
-    if ckpt_path is None and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+    if not (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
+        return None
+    last = ckpt_dir / "last.ckpt"
+    if resume == "never" or not last.is_file():
         raise ConfigError(
             f"run directory {run_dir} already holds checkpoints; resume with "
-            f"ckpt_path={ckpt_dir / 'last.ckpt'} or choose another hydra.run.dir"
+            f"ckpt_path={last} (or resume=auto), or choose another hydra.run.dir"
         )
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
+    log.info("resuming %s from %s", run_dir, last)
+    return str(last)
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate and validate everything a run needs; writes nothing to disk."""
     run_dir = Path(cfg.paths.output_dir)
-    _check_run_dir(run_dir, cfg.get("ckpt_path"))
+    ckpt_path = _resolve_resume(run_dir, cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     # The model first: it validates the schedule, so errors name the keys users set (schedule.n_critic).
     model = _instantiate(cfg.model, "the model")
@@ -89,13 +124,30 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         evaluation = _instantiate(cfg.metrics, "the metrics")
         # Loads feature networks and the real side now: a missing weights file fails before training.
         evaluation.prepare(datamodule)
-    return {"datamodule": datamodule, "model": model, "run_dir": run_dir, "evaluation": evaluation}
+    return {
+        "datamodule": datamodule,
+        "model": model,
+        "run_dir": run_dir,
+        "evaluation": evaluation,
+        "ckpt_path": ckpt_path,
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run as configured; return its final metrics and objects."""
+    """Train one run as configured; return its status, final metrics and objects.
+
+    With ``resume=auto`` a run directory whose run already ended (finished or
+    diverged) is not trained again: the result is ``status="skipped"`` with the
+    metrics of its final status line, so a rerun sweep reports every job.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    previous = _previous_run(run_dir)
+    auto = cfg.get("resume", "auto") == "auto" and cfg.get("ckpt_path") is None
+    if auto and previous is not None and previous["status"] in ENDED:
+        log.info("skipping %s: it already %s at step %s", run_dir, previous["status"], previous.get("step"))
+        metrics = {k: v for k, v in previous.items() if "/" in k and isinstance(v, (int, float))}
+        return {"status": "skipped", "previous_status": previous["status"], "metrics": metrics}
     objects = build(cfg)
-    run_dir: Path = objects["run_dir"]
     callbacks = [
         _instantiate(c, "a callback") for c in (cfg.get("callbacks") or {}).values() if c is not None
     ]
@@ -113,8 +165,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     status, reason, started = "failed", None, time.time()
     try:
-        trainer.fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=objects["ckpt_path"])
         status = "interrupted" if trainer.interrupted else "finished"
+    except TrainingDiverged as err:
+        status, reason = "diverged", str(err)
+        raise
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
         raise
@@ -131,29 +186,68 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     **{k: v for k, v in metrics.items() if "/" in k},
                 },
             )
-        _finish_wandb()
+        _finish_wandb(status, reason)
     return {"status": status, "metrics": metrics, "trainer": trainer, **objects}
 
 
-def _finish_wandb() -> None:
-    # One crashed run must not leave W&B's process attached to the next run of a multirun.
+def _finish_wandb(status: str, reason: str | None) -> None:
+    # The run's outcome in W&B too; a crashed run must not stay attached to the next job of a multirun.
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            wandb.run.summary["status"] = status
+            if reason:
+                wandb.run.summary["reason"] = reason
+            wandb.finish(exit_code=0 if status == "finished" else 1)
+
+
+def _objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    key = cfg.get("optimized_metric")
+    if not key:
+        return None
+    if key not in metrics:
+        log.warning("optimized_metric=%s was not logged (logged: %s); returning NaN", key, sorted(metrics))
+        return math.nan
+    return float(metrics[key])
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """Train; return ``optimized_metric``.
+
+    In a multirun one job's failure must not stop the sweep: the job is
+    recorded as failed (or diverged) in its run directory and W&B, the error is
+    logged, NaN is returned, and Hydra goes on with the next job.
+    """
     try:
         result = train(cfg)
-    except GanResearchError as err:
-        # One clear line for bad input instead of a traceback.
+    except (GanResearchError, TrainingDiverged) as err:
+        # One clear line for bad input or divergence instead of a traceback.
         log.error("%s", err)
+        if _is_multirun():
+            _record_failure(cfg, err)
+            return math.nan if cfg.get("optimized_metric") else None
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    return result["metrics"].get("train/g_loss")
+        sys.exit(2 if isinstance(err, GanResearchError) else 1)
+    except Exception as err:
+        if not _is_multirun():
+            raise
+        log.exception("job failed: %s", err)
+        return math.nan if cfg.get("optimized_metric") else None
+    return _objective(cfg, result["metrics"])
+
+
+def _record_failure(cfg: DictConfig, err: BaseException) -> None:
+    """Bad input fails before train() writes its status line; a sweep still needs the job's record."""
+    run_dir = Path(cfg.paths.output_dir)
+    previous = _previous_run(run_dir)
+    if isinstance(err, GanResearchError) and (previous is None or previous.get("reason") != str(err)):
+        append_record(run_dir / METRICS_FILE, {"status": "failed", "reason": f"{type(err).__name__}: {err}"})
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -157,8 +158,37 @@ def test_existing_checkpoints_are_not_overwritten(make_cfg):
     last = run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     with pytest.raises(ConfigError, match="already holds checkpoints"):
-        train(make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=2"))
+        train(make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=2", "resume=never"))
     assert last.read_bytes() == before
+    # resume=auto (the default): a finished run is skipped, not trained again.
+    again = train(make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=2"))
+    assert again["status"] == "skipped" and again["previous_status"] == "finished"
+    assert "train/g_loss" in again["metrics"]
+    assert last.read_bytes() == before
+
+
+def test_unfinished_run_resumes_from_its_last_checkpoint(make_cfg):
+    """A killed run (no final status line) started again continues at its last checkpoint's step."""
+    cfg = make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=4")
+    run = train(cfg)["run_dir"]
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    # Pretend the process was killed at step 2: drop the final status line and later checkpoints.
+    (run / "metrics.jsonl").write_text("\n".join(r for r in records if '"status"' not in r) + "\n")
+    torch.save(
+        torch.load(run / "checkpoints" / "step_0000002.ckpt", weights_only=False),
+        run / "checkpoints" / "last.ckpt",
+    )
+    result = train(make_cfg("model=mlp", "dataset=ring8", "schedule.max_steps=4"))
+    assert result["status"] == "finished"
+    assert result["ckpt_path"] == str(run / "checkpoints" / "last.ckpt")
+    steps = [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()]
+    # The resumed run logs steps 3 and 4 only (0-based indices 2, 3), after the earlier ones.
+    assert steps[-1] == 4 and steps.count(3) == 2
+
+
+def test_invalid_resume_mode(make_cfg):
+    with pytest.raises(ConfigError, match=r"resume='sometimes'.*\['auto', 'never'\]"):
+        train(make_cfg("resume=sometimes"))
 
 
 def test_missing_resume_checkpoint(make_cfg, tmp_path):

@@ -188,6 +188,7 @@ class AdversarialModule(pl.LightningModule):
         )
         # Counts D updates (not part of global_step) for lazy regularisation; saved in checkpoints.
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
+        self.last_step_logs: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- checks
     def check_data(self, datamodule: Any) -> None:
@@ -258,6 +259,18 @@ class AdversarialModule(pl.LightningModule):
         else:
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=_no_closure)
         return grad_norm.detach()
+
+    def log_step(self, logs: dict[str, Tensor], batch_size: int) -> None:
+        """Log a training step's metrics (device tensors; Lightning syncs only on logging steps).
+
+        ``train/d_loss`` and ``train/g_loss`` also go to the progress bar, and the
+        step's values stay readable as ``last_step_logs`` (the divergence guard
+        watches them without a host sync).
+        """
+        self.last_step_logs = logs
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("d_loss", logs["train/d_loss"], prog_bar=True, logger=False, on_step=True)
+        self.log("g_loss", logs["train/g_loss"], prog_bar=True, logger=False, on_step=True)
 
     def step_lr_schedulers(self) -> None:
         schedulers = self.lr_schedulers()

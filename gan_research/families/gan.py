@@ -41,9 +41,7 @@ class GAN(AdversarialModule):
         logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
         if self.schedule.instance_noise > 0:
             logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=real_all.shape[0] // n_critic)
-        self.log("d_loss", logs["train/d_loss"], prog_bar=True, logger=False, on_step=True)
-        self.log("g_loss", logs["train/g_loss"], prog_bar=True, logger=False, on_step=True)
+        self.log_step(logs, batch_size=real_all.shape[0] // n_critic)
 
     def discriminator_step(self, real: Tensor, opt_d) -> dict[str, Tensor]:
         with torch.no_grad():

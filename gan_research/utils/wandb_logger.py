@@ -17,6 +17,17 @@ from pytorch_lightning.loggers import WandbLogger
 from gan_research.errors import ConfigError
 
 MODES = ("auto", "online", "offline", "disabled")
+RUN_ID_FILE = "wandb_run_id"
+
+
+def sweep_group() -> str | None:
+    """``<name>/<time>`` of the multirun's sweep directory when running as a multirun job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return "/".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
 
 
 def has_api_key() -> bool:
@@ -53,14 +64,30 @@ def make_wandb_logger(
     log_model: bool = False,
     **kwargs: Any,
 ) -> WandbLogger:
-    """Build Lightning's WandbLogger writing into ``<save_dir>/wandb``."""
+    """Build Lightning's WandbLogger writing into ``<save_dir>/wandb``.
+
+    The run id is kept in ``<save_dir>/wandb_run_id``: a resumed run (requeued
+    job, sweep rerun) continues the same W&B run instead of starting a new one.
+    The jobs of a Hydra multirun share a W&B group (the sweep directory) unless
+    ``group`` is set.
+    """
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     resolved = resolve_mode(mode)
+    id_file = Path(save_dir) / RUN_ID_FILE
+    if id is None:
+        if id_file.is_file():
+            id = id_file.read_text().strip()
+        else:
+            import wandb
+
+            id = wandb.util.generate_id()
+            id_file.write_text(id + "\n")
     return WandbLogger(
         project=project,
         save_dir=save_dir,
         name=name,
-        group=group or None,
+        group=group or sweep_group(),
+        resume="allow",
         tags=list(tags) if tags else None,
         entity=entity,
         id=id,

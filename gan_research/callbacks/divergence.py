@@ -1,0 +1,92 @@
+"""Stop a run whose losses became non-finite (or exploded) before it writes a bad checkpoint.
+
+A GAN that diverges produces NaN/Inf losses and, one optimiser step later,
+NaN weights; every checkpoint saved after that point is useless and would
+replace ``last.ckpt``. The guard accumulates a "bad loss seen" flag on the
+device every step (no host sync), reads it every ``check_every_n_steps`` steps
+and, unconditionally, just before any checkpoint is saved; on a bad loss it
+raises :class:`TrainingDiverged`, which ``train()`` records as status
+``diverged`` in ``metrics.jsonl`` and W&B. Lightning runs checkpoint callbacks
+after all others, so the step's checkpoint is never written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became non-finite or exceeded the configured bound."""
+
+
+class DivergenceGuard(pl.Callback):
+    """Raise :class:`TrainingDiverged` when a watched loss is NaN/Inf or above ``max_abs_loss``.
+
+    Args:
+        keys: the losses to watch, read from the module's ``last_step_logs`` (every family logs these).
+        check_every_n_steps: how often the device-side flag is read (a host sync on GPU);
+            checkpoints are always checked first, so the interval only delays the stop.
+        max_abs_loss: also treat |loss| above this as divergence (null: only NaN/Inf).
+    """
+
+    def __init__(
+        self,
+        keys: tuple[str, ...] | list[str] = ("train/d_loss", "train/g_loss"),
+        check_every_n_steps: int = 25,
+        max_abs_loss: float | None = None,
+    ) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(
+                f"callbacks.divergence.check_every_n_steps must be >= 1, got {check_every_n_steps}"
+            )
+        if max_abs_loss is not None and not max_abs_loss > 0:
+            raise ValueError(f"callbacks.divergence.max_abs_loss must be > 0 or null, got {max_abs_loss}")
+        self.keys = tuple(keys)
+        self.check_every_n_steps = check_every_n_steps
+        self.max_abs_loss = math.inf if max_abs_loss is None else float(max_abs_loss)
+        self._bad: Tensor | None = None
+        self._first_bad_step: Tensor | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        logs = getattr(pl_module, "last_step_logs", {})
+        values = [logs[k] for k in self.keys if k in logs]
+        if not values:
+            return
+        losses = torch.stack([v.detach().float().reshape(()) for v in values])
+        bad = ~torch.isfinite(losses).all() | (losses.abs() > self.max_abs_loss).any()
+        step = torch.tensor(trainer.global_step, device=bad.device)
+        if self._bad is None:
+            self._bad = torch.zeros((), dtype=torch.bool, device=bad.device)
+            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=bad.device)
+        # Device-side bookkeeping: remember the first bad step without reading the value back.
+        self._first_bad_step = torch.where(bad & ~self._bad, step, self._first_bad_step)
+        self._bad = self._bad | bad
+        if trainer.global_step % self.check_every_n_steps == 0:
+            self.check(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        # Called while a checkpoint is being assembled: raising here keeps the bad one off disk.
+        self.check(trainer, pl_module)
+
+    def check(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self._bad is None:
+            return
+        bad = self._bad
+        if trainer.world_size > 1:
+            # Every process must stop together, or the others hang in the next collective.
+            bad = trainer.strategy.reduce_boolean_decision(bool(bad.item()), all=False)
+        if bool(bad):
+            logs = getattr(pl_module, "last_step_logs", {})
+            values = {k: float(logs[k]) for k in self.keys if k in logs}
+            first = int(self._first_bad_step) if self._first_bad_step is not None else -1
+            bound = "" if math.isinf(self.max_abs_loss) else f" or |loss| > {self.max_abs_loss:g}"
+            raise TrainingDiverged(
+                f"training diverged: a non-finite loss{bound} at step {first} "
+                f"(latest values {values}); no checkpoint was written after it. Lower the learning "
+                "rates (schedule.lr_g / schedule.lr_d) or add a gradient penalty."
+            )
