@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +80,8 @@ def make_wandb_logger(
         if id_file.is_file():
             id = id_file.read_text().strip()
         else:
-            import wandb
-
-            id = wandb.util.generate_id()
+            # W&B's own id format (8 lowercase alphanumerics), without its private helper.
+            id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
             id_file.write_text(id + "\n")
     return WandbLogger(
         project=project,
