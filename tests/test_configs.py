@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ConfigKeyError
@@ -145,3 +147,12 @@ def test_metrics_options_instantiate(make_cfg, metrics):
         return  # metrics=none: no evaluation callback
     # Instantiation only; feature networks are loaded by Evaluation.prepare (tested in tests/metrics).
     assert isinstance(instantiate(cfg.metrics), Evaluation)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_values_win_over_train_yaml(experiment):
+    """An experiment's name/tags are not overwritten by train.yaml's defaults (_self_ comes first)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
+    assert cfg.name == experiment

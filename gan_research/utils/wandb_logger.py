@@ -76,6 +76,8 @@ def make_wandb_logger(
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     resolved = resolve_mode(mode)
     id_file = Path(save_dir) / RUN_ID_FILE
+    # A W&B sweep agent names the run it started in WANDB_RUN_ID; that id must be used.
+    id = id or os.environ.get("WANDB_RUN_ID")
     if id is None:
         if id_file.is_file():
             id = id_file.read_text().strip()
