@@ -169,9 +169,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         status = "interrupted" if trainer.interrupted else "finished"
     except TrainingDiverged as err:
         status, reason = "diverged", str(err)
+        err.status_written = True  # type: ignore[attr-defined]  # by the finally block below
         raise
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
+        err.status_written = True  # type: ignore[attr-defined]
         raise
     finally:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -238,16 +240,20 @@ def main(cfg: DictConfig) -> float | None:
         if not _is_multirun():
             raise
         log.exception("job failed: %s", err)
+        _record_failure(cfg, err)
         return math.nan if cfg.get("optimized_metric") else None
     return _objective(cfg, result["metrics"])
 
 
 def _record_failure(cfg: DictConfig, err: BaseException) -> None:
-    """Bad input fails before train() writes its status line; a sweep still needs the job's record."""
-    run_dir = Path(cfg.paths.output_dir)
-    previous = _previous_run(run_dir)
-    if isinstance(err, GanResearchError) and (previous is None or previous.get("reason") != str(err)):
-        append_record(run_dir / METRICS_FILE, {"status": "failed", "reason": f"{type(err).__name__}: {err}"})
+    """Make sure a failed multirun job has its status line.
+
+    train() writes it for failures during fit; bad input (and anything else
+    raised before fit) fails before that, and a sweep still needs the record.
+    """
+    if not getattr(err, "status_written", False):
+        record = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
+        append_record(Path(cfg.paths.output_dir) / METRICS_FILE, record)
 
 
 if __name__ == "__main__":

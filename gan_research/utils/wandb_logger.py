@@ -78,13 +78,13 @@ def make_wandb_logger(
     id_file = Path(save_dir) / RUN_ID_FILE
     # A W&B sweep agent names the run it started in WANDB_RUN_ID; that id must be used.
     id = id or os.environ.get("WANDB_RUN_ID")
+    if id is None and id_file.is_file():
+        id = id_file.read_text().strip()
     if id is None:
-        if id_file.is_file():
-            id = id_file.read_text().strip()
-        else:
-            # W&B's own id format (8 lowercase alphanumerics), without its private helper.
-            id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-            id_file.write_text(id + "\n")
+        # W&B's own id format (8 lowercase alphanumerics), without its private helper.
+        id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    if not id_file.is_file():
+        id_file.write_text(id + "\n")
     return WandbLogger(
         project=project,
         save_dir=save_dir,

@@ -65,5 +65,5 @@ def test_loss_bound(make_cfg):
 
 @pytest.mark.parametrize("kwargs", [{"check_every_n_steps": 0}, {"max_abs_loss": -1.0}])
 def test_invalid_settings(kwargs):
-    with pytest.raises(ValueError, match="callbacks.divergence"):
+    with pytest.raises(ValueError, match=r"callbacks\.divergence"):
         DivergenceGuard(**kwargs)

@@ -1,0 +1,18 @@
+"""``gan-compare``: read the runs of a sweep, label their stability, write a comparison report."""
+
+from gan_research.compare.report import heatmap_table, stability_table, write_report
+from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs, param
+from gan_research.compare.stability import LABELS, StabilityRules, label_run
+
+__all__ = [
+    "LABELS",
+    "RunRecord",
+    "StabilityRules",
+    "heatmap_table",
+    "label_run",
+    "load_runs",
+    "load_wandb_runs",
+    "param",
+    "stability_table",
+    "write_report",
+]

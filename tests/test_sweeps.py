@@ -1,0 +1,171 @@
+"""Sweeps end to end, through the real command lines: Hydra multirun with the study's joblib
+launcher, failure tolerance, rerun skipping, Optuna, and the W&B agent's command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gan_research.utils.jsonl_logger import read_records
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+# Seconds-long jobs: the study's config with tiny budgets.
+SHORT = [
+    "study.max_steps.non_saturating=20",
+    "study.max_steps.wgan_gp=20",
+    "metrics.every_n_steps=10",
+    "metrics.num_samples=500",
+    "model.generator.hidden_dim=16",
+    "model.discriminator.hidden_dim=16",
+    "logger=csv",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "GAN_LOG_DIR": str(cwd), **env}
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
+    return proc
+
+
+def _status_lines(run_dir: Path) -> list[dict]:
+    return [r for r in read_records(run_dir / "metrics.jsonl") if "status" in r]
+
+
+def _job_dirs(sweep_dir: Path) -> dict[str, Path]:
+    """Run directories by their lr_d value (the swept key of these tests)."""
+    dirs = {}
+    for cfg in sweep_dir.glob("*/.hydra/config.yaml"):
+        dirs[str(yaml.safe_load(cfg.read_text())["schedule"]["lr_d"])] = cfg.parent.parent
+    return dirs
+
+
+def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(tmp_path):
+    """3 jobs of the study's sweep: one trains, one diverges (lr 1e6), one fails (lr NaN).
+    The sweep finishes every job and exits 0; each outcome is in its metrics.jsonl.
+    Rerun: the finished and diverged runs are skipped, the crashed one is tried again."""
+    cmd = [
+        str(BIN / "gan-train"),
+        "-m",
+        "experiment=lr_balance_ring8",
+        *SHORT,
+        "recipe=wgan_gp",
+        "seed=0",
+        "schedule.lr_g=1e-3",
+        "schedule.lr_d=1e-3,1e6,nan",
+    ]
+    proc = _run(cmd, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "sweeps" / "lr_balance_ring8"
+    jobs = _job_dirs(sweep)
+    assert set(jobs) == {"0.001", "1000000.0", "nan"}
+    outcome = {lr: _status_lines(d)[-1] for lr, d in jobs.items()}
+    assert outcome["0.001"]["status"] == "finished" and outcome["0.001"]["step"] == 20
+    assert outcome["0.001"]["val/modes_recovered"] >= 0
+    diverged = outcome["1000000.0"]
+    assert diverged["status"] == "diverged" and "non-finite loss" in diverged["reason"]
+    # NaN is refused by the schedule's validation before any work: recorded as failed all the same.
+    assert outcome["nan"]["status"] == "failed" and "schedule.lr_d=nan is invalid" in outcome["nan"]["reason"]
+    # The run directory is named by the overrides, and the study's W&B group/tags are in the config.
+    config = yaml.safe_load((jobs["0.001"] / ".hydra" / "config.yaml").read_text())
+    assert config["tags"] == ["lr_balance_ring8"] and config["group"] == "lr_balance_ring8"
+    assert "recipe=wgan_gp" in jobs["0.001"].name
+
+    finished_ckpt = (jobs["0.001"] / "checkpoints" / "last.ckpt").read_bytes()
+    again = _run(cmd, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipping") + again.stderr.count("skipping") == 2
+    assert len(_status_lines(jobs["0.001"])) == 1
+    assert len(_status_lines(jobs["1000000.0"])) == 1
+    assert [s["status"] for s in _status_lines(jobs["nan"])] == ["failed", "failed"]
+    assert (jobs["0.001"] / "checkpoints" / "last.ckpt").read_bytes() == finished_ckpt
+
+
+def test_optuna_search_two_trials(tmp_path):
+    proc = _run(
+        [
+            str(BIN / "gan-train"),
+            "-m",
+            "experiment=ring8_gan",
+            "hparams_search=ring8_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=1",
+            "schedule.max_steps=20",
+            "metrics.every_n_steps=0",
+            "metrics.num_samples=500",
+            "model.generator.hidden_dim=16",
+            "model.discriminator.hidden_dim=16",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            "hydra.sweep.dir=optuna",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())
+    assert result["name"] == "optuna"
+    assert set(result["best_params"]) == {"schedule.lr_g", "schedule.lr_d"}
+    # best_value is what train() returned: the run's final val/modes_recovered.
+    finals = []
+    for job in ("0", "1"):
+        status = _status_lines(tmp_path / "optuna" / job)[-1]
+        assert status["status"] == "finished"
+        overrides = yaml.safe_load((tmp_path / "optuna" / job / ".hydra" / "overrides.yaml").read_text())
+        assert any(o.startswith("schedule.lr_g=") for o in overrides)
+        finals.append(status["val/modes_recovered"])
+    assert result["best_value"] == max(finals)
+
+
+def _agent_command(sweep: dict, params: dict) -> list[str]:
+    """The command line `wandb agent` runs for one parameter set: wandb's own macro expansion
+    (wandb_agent.Agent._command_run) applied to the sweep's `command`."""
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    template = sweep_utils.create_sweep_command(list(sweep["command"]))
+    variables = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    variables["env"] = ["/usr/bin/env"]
+    variables["interpreter"] = ["python"]
+    command: list[str] = []
+    for chunk in map(str, template):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            command += variables.get(chunk[2:-1]) or []
+        else:
+            command.append(chunk)
+    return command
+
+
+def test_wandb_agent_command_runs(tmp_path):
+    sweep = yaml.safe_load((REPO / "experiments" / "lr_balance_ring8" / "sweep.yaml").read_text())
+    # One parameter set of the grid, exactly as the agent would pass it.
+    params = {"recipe": "non_saturating", "schedule.lr_g": 0.001, "schedule.lr_d": 0.003, "seed": 1}
+    assert all(v in sweep["parameters"][k]["values"] for k, v in params.items())
+    command = _agent_command(sweep, params)
+    assert command[:3] == ["/usr/bin/env", "gan-train", "experiment=lr_balance_ring8"]
+    assert command[-4:] == ["recipe=non_saturating", "schedule.lr_g=0.001", "schedule.lr_d=0.003", "seed=1"]
+    # The agent runs in its own environment; here the venv's gan-train must be the one on PATH.
+    # A shorter budget through the study's own key, since the full job takes a minute.
+    proc = _run(
+        [*command, "study.max_steps.non_saturating=20", "metrics.num_samples=500"],
+        tmp_path,
+        WANDB_RUN_ID="abcd1234",
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "outputs" / "sweeps" / "lr_balance_ring8_wandb" / "abcd1234"
+    assert _status_lines(run_dir)[-1]["status"] == "finished"
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert config["schedule"]["lr_d"] == 0.003 and config["seed"] == 1
+    assert config["group"] == "lr_balance_ring8" and config["logger"]["wandb"]["group"] == "${group}"
+    # The W&B run is the agent's run, in the study's group.
+    assert (run_dir / "wandb_run_id").read_text().strip() == "abcd1234"
+    offline = list((run_dir / "wandb").glob("offline-run-*-abcd1234"))
+    assert offline, list((run_dir / "wandb").iterdir())
+    assert json.loads(json.dumps(config["tags"])) == ["lr_balance_ring8"]
