@@ -5,11 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="experiment=fashion_mnist_seed"
 ARGS   ?=
+# The study `make sweep` runs (conf/experiment/<SWEEP>.yaml with a hydra.sweeper.params grid)
+SWEEP  ?= lr_balance_ring8
+# Extra gan-compare arguments for `make sweep`, e.g. COMPARE_ARGS="x=schedule.lr_d y=null"
+COMPARE_ARGS ?=
 # Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k losses"
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint format clean
+.PHONY: help install train sweep test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -26,6 +30,10 @@ install: $(STAMP) ## create .venv and install the package with its dev extra
 
 train: $(STAMP) ## train the default experiment (DCGAN, non-saturating loss, digits 32x32); ARGS="key=value ..."
 	$(BIN)/gan-train $(ARGS)
+
+sweep: $(STAMP) ## run a study's grid (default lr_balance_ring8: 64 CPU runs, ~15 min) and its gan-compare report
+	$(BIN)/gan-train -m experiment=$(SWEEP) $(ARGS)
+	$(BIN)/gan-compare sweep_dir=$${GAN_LOG_DIR:-outputs}/sweeps/$(SWEEP) $(COMPARE_ARGS)
 
 test: $(STAMP) ## run the test suite (CPU, offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -4,7 +4,7 @@ The point of a learning-rate sweep over G and D is to see *where* training is
 stable, so each run gets one label and one sentence saying why. The rules are
 deliberately simple thresholds on what ``metrics.jsonl`` holds, checked in a
 fixed order (the first that fires wins), all thresholds in :class:`StabilityRules`
-(``rules:`` in ``conf/compare.yaml``). ``RULES.md`` beside this file states them
+(``rules:`` in ``conf/compare.yaml``). The README's "Stability labels" section states them
 exactly, with the hand-made curves the defaults were chosen on.
 """
 

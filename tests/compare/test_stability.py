@@ -187,12 +187,12 @@ def test_rules_from_mapping_checks_keys_and_types() -> None:
         StabilityRules.from_mapping({"eps": "small"})
 
 
-def test_conf_and_rules_md_state_the_default_rules() -> None:
+def test_conf_and_readme_state_the_default_rules() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="compare", overrides=["sweep_dir=x"])
     assert StabilityRules.from_mapping(cfg.rules) == StabilityRules()
-    text = (Path(__file__).parents[2] / "gan_research" / "compare" / "RULES.md").read_text()
+    text = (Path(__file__).parents[2] / "README.md").read_text()
     for field in dataclasses.fields(StabilityRules):
         value = field.default
         shown = ", ".join(value) if isinstance(value, tuple) else f"{value:g}"

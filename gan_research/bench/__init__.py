@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): figures recorded in experiments/benchmarks/README.md."""
