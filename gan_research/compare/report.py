@@ -437,8 +437,8 @@ def plot_samples(
                 head = f"{short[x]}={fmt(xv)}" + (f" {short[y]}={fmt(yv)}" if y else "")
                 for k in range(per):
                     run = cell[k] if k < len(cell) else None
-                    title = _tile_title(head, run, others, labels) if run else ""
-                    _tile(axes[i, j * per + k], run, title, images[run.name] if run else None, aspect)
+                    tile_title = _tile_title(head, run, others, labels) if run else ""
+                    _tile(axes[i, j * per + k], run, tile_title, images[run.name] if run else None, aspect)
     else:
         cols = min(6, len(runs))
         rows = math.ceil(len(runs) / cols)
