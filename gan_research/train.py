@@ -24,9 +24,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gan_research.callbacks.divergence import TrainingDiverged
+from gan_research.callbacks.preemption import PreemptionCheckpoint
 from gan_research.errors import ConfigError, GanResearchError
+from gan_research.families.base import rng_states
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, read_records
 
 log = logging.getLogger(__name__)
@@ -163,10 +166,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
 
+    # Training draws from the RNG state the run has now, after seeding and building: under DDP
+    # Lightning re-seeds each process while setting up, which would otherwise change the stream
+    # (a resumed run's checkpoint states replace this one).
+    objects["model"].rng_at_train_start(rng_states())
     status, reason, started = "failed", None, time.time()
     try:
         trainer.fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=objects["ckpt_path"])
-        status = "interrupted" if trainer.interrupted else "finished"
+        stopped_early = trainer.max_steps > 0 and trainer.global_step < trainer.max_steps
+        signals = [c.received for c in callbacks if isinstance(c, PreemptionCheckpoint) and c.received]
+        preempted = signals[0] if signals else None
+        status = "interrupted" if trainer.interrupted or (preempted and stopped_early) else "finished"
+        if status == "interrupted":
+            reason = preempted or "KeyboardInterrupt"
+    except SIGTERMException as err:
+        # Preempted: PreemptionCheckpoint saved last.ckpt; the same command resumes from it.
+        status, reason = "interrupted", "SIGTERM"
+        err.status_written = True  # type: ignore[attr-defined]
+        raise
     except TrainingDiverged as err:
         status, reason = "diverged", str(err)
         err.status_written = True  # type: ignore[attr-defined]  # by the finally block below

@@ -169,3 +169,31 @@ def test_wandb_agent_command_runs(tmp_path):
     offline = list((run_dir / "wandb").glob("offline-run-*-abcd1234"))
     assert offline, list((run_dir / "wandb").iterdir())
     assert json.loads(json.dumps(config["tags"])) == ["lr_balance_ring8"]
+
+
+def test_submitit_local_launcher_runs_the_job_and_a_rerun_skips_it(tmp_path):
+    """The cluster path (hydra-submitit-launcher) through submitit's local executor."""
+    cmd = [
+        str(BIN / "gan-train"),
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "experiment=ring8_gan",
+        "schedule.max_steps=20",
+        "metrics.num_samples=500",
+        "model.generator.hidden_dim=16",
+        "model.discriminator.hidden_dim=16",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "hydra.sweep.dir=cluster",
+        "seed=0,1",
+    ]
+    proc = _run(cmd, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        assert _status_lines(tmp_path / "cluster" / job)[-1]["status"] == "finished"
+    assert list((tmp_path / "cluster" / ".submitit").iterdir())
+    again = _run(cmd, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for job in ("0", "1"):
+        assert len(_status_lines(tmp_path / "cluster" / job)) == 1

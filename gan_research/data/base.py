@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from gan_research.errors import ConfigError, DataError
 
@@ -55,6 +55,54 @@ class InMemoryDataset(Dataset):
         if x.dtype == torch.uint8:
             x = uint8_to_signed_unit(x)
         return x, self.y[index]
+
+
+class ResumableRandomSampler(DistributedSampler):
+    """``RandomSampler``'s order under Lightning (one seeded generator, one fresh
+    permutation per epoch), sharded across processes, with the position restorable.
+
+    - One process: the order of ``RandomSampler(generator=Generator().manual_seed(seed))``.
+    - ``num_replicas`` processes: process ``rank`` takes ``perm[rank::num_replicas]`` of the
+      same permutation, so its batch ``k`` holds samples of the one-process batch ``k`` of
+      ``num_replicas`` times the size: DDP with a per-process batch B sees, in total, the
+      data a single process sees with batch ``num_replicas * B``.
+    - :meth:`fast_forward`: a run resumed after ``s`` steps continues with the batch an
+      uninterrupted run would draw at step ``s + 1``, not with the start of an epoch.
+
+    A ``DistributedSampler`` subclass, so Lightning keeps it under DDP instead of replacing it.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._skip = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.num_replicas  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        # The generator advances by itself from epoch to epoch, as RandomSampler's does.
+        self.epoch = epoch
+
+    def fast_forward(self, batches: int, batch_size: int) -> None:
+        """Position the sampler after ``batches`` full batches of ``batch_size`` (per process)."""
+        n = len(self.dataset)  # type: ignore[arg-type]
+        per_epoch = len(self) // batch_size
+        epochs, within = divmod(batches, per_epoch)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(epochs):
+            # One permutation per epoch: Lightning ends an epoch after its last full batch
+            # without exhausting the sampler, so RandomSampler never drew its remainder there.
+            torch.randperm(n, generator=self.generator)
+        self._skip = within * batch_size
+
+    def __iter__(self) -> Any:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        skip, self._skip = self._skip, 0
+        perm = torch.randperm(n, generator=self.generator)
+        if self.num_replicas > 1:
+            perm = perm[: len(self) * self.num_replicas][self.rank :: self.num_replicas]
+        yield from perm.tolist()[skip:]
 
 
 def _batch_as_is(batch: Any) -> Any:
@@ -156,6 +204,7 @@ class GANDataModule(pl.LightningDataModule):
             raise ConfigError(f"dataset.seed must be an integer, got {seed!r}")
         self.seed = seed
         self._train_set: Dataset | None = None
+        self._resume_batches = 0
 
     # -- what a subclass provides ------------------------------------------------
     @property
@@ -201,10 +250,29 @@ class GANDataModule(pl.LightningDataModule):
         self._train_set = dataset
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of ``batch_size * batches_per_step`` samples, last partial batch dropped."""
+        """Shuffled batches of ``batch_size * batches_per_step`` samples, last partial batch dropped.
+
+        A resumed run continues the data order where its checkpoint left it
+        (``load_state_dict``), so its later steps see the same batches as an
+        uninterrupted run.
+        """
         # A fresh generator per call: two datamodules with the same seed give the same order.
-        sampler = RandomSampler(self.train_set, generator=torch.Generator().manual_seed(self.seed))
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = ResumableRandomSampler(self.train_set, seed=self.seed, num_replicas=world, rank=rank)
+        if self._resume_batches:
+            sampler.fast_forward(self._resume_batches, self.step_batch_size)
+            self._resume_batches = 0
         return self._loader(sampler, self.step_batch_size, drop_last=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the training batches consumed, one per generator step."""
+        trainer = getattr(self, "trainer", None)
+        return {"batches_consumed": int(trainer.global_step) if trainer is not None else 0}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores the datamodule before it asks for the train dataloader.
+        self._resume_batches = int(state_dict.get("batches_consumed", 0))
 
     def val_dataloader(self) -> DataLoader:
         """The training samples in a fixed order, in batches of ``batch_size`` (see class docstring)."""

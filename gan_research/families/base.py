@@ -16,15 +16,18 @@ optimisation would otherwise count every ``optimizer.step()``, which makes
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from gan_research.errors import ConfigError
 from gan_research.losses import GANObjective, WassersteinLoss, supports_label_smoothing
@@ -209,6 +212,27 @@ class AdversarialModule(pl.LightningModule):
                 f"shape {data_shape}: {hint}"
             )
 
+    # ------------------------------------------------------- exact resume
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Latents, gradient-penalty mixes, label flips and instance noise come from the global
+        # RNGs; with their states saved, a resumed run draws what an uninterrupted one would.
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Applied when training starts: restoring a checkpoint must not be undone by anything
+        # that draws random numbers between the restore and the first resumed step.
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def rng_at_train_start(self, states: dict[str, Any]) -> None:
+        """Start training from these RNG states (``on_train_start``) unless a checkpoint brings its own."""
+        self._rng_to_restore = states
+
+    def on_train_start(self) -> None:
+        states = getattr(self, "_rng_to_restore", None)
+        if states is not None:
+            set_rng_states(states)
+            self._rng_to_restore = None
+
     # ------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
         opt_g = self._optimizer_g(params=self.generator.parameters())
@@ -251,8 +275,16 @@ class AdversarialModule(pl.LightningModule):
         diagnostic ``train/g_grad_norm`` / ``train/d_grad_norm``.
         """
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        ddp = self._ddp_model()
+        # DDP's reducer expects one backward per forward, each parameter ready once; a GAN step
+        # has n_critic + 1 backward passes over alternating halves of the module. So its hooks are
+        # bypassed (no_sync) and the stepped parameters' gradients averaged here: one all-reduce
+        # of one flat buffer per optimiser step, and no search for unused parameters.
+        with ddp.no_sync() if ddp is not None else nullcontext():
+            self.manual_backward(loss)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if ddp is not None and grads:
+            average_across_processes(grads, self.trainer.world_size)
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
         if counts_as_step:
             optimizer.step()
@@ -351,7 +383,19 @@ class AdversarialModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- G side
     def sample_latent(self, n: int) -> Tensor:
-        return torch.randn(n, self.generator.latent_dim, device=self.device)
+        """``n`` latents per process. Under DDP every process draws the whole global batch from
+        its (identically seeded) RNG and keeps its own slice, so W processes with batch n train
+        on exactly the latents one process with batch W * n would."""
+        world = self._trainer.world_size if self._trainer is not None else 1
+        if world == 1:
+            return torch.randn(n, self.generator.latent_dim, device=self.device)
+        rank = self.trainer.global_rank
+        z = torch.randn(world * n, self.generator.latent_dim, device=self.device)
+        return z[rank * n : (rank + 1) * n]
+
+    def _ddp_model(self) -> DistributedDataParallel | None:
+        model = getattr(self._trainer.strategy, "model", None) if self._trainer is not None else None
+        return model if isinstance(model, DistributedDataParallel) else None
 
     def update_ema(self) -> None:
         if self.generator_ema is None:
@@ -385,6 +429,39 @@ class AdversarialModule(pl.LightningModule):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)
+
+
+def average_across_processes(grads: list[Tensor], world_size: int) -> None:
+    """Average gradients over the process group in place with one all-reduce of a flat buffer."""
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat.div_(world_size)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def rng_states() -> dict[str, Any]:
+    """The global RNG states (torch, CUDA, numpy, python) in a form ``weights_only`` loads."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # numpy's state holds an ndarray, which weights_only loading refuses: store a tensor.
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 def _no_closure() -> None:

@@ -58,8 +58,9 @@ class GAN(AdversarialModule):
             penalties = self.discriminator_regularization(self.discriminator, real_in, fake_in)
             d_loss = d_adv + sum(penalties.values()) if penalties else d_adv
             threshold = self.schedule.d_skip_threshold
-            # The .item() host sync happens only when skipping is configured.
-            skip = threshold is not None and d_adv.item() < threshold
+            # The .item() host sync happens only when skipping is configured; under DDP the
+            # decision is taken on the mean loss, so every process skips (or not) together.
+            skip = threshold is not None and self.all_gather(d_adv.detach()).mean().item() < threshold
             if not skip:
                 d_grad_norm = self.backward_and_step(opt_d, d_loss, counts_as_step=False)
                 self.clip_discriminator_weights()
