@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -219,3 +220,18 @@ def test_cli_unknown_option_lists_valid_ones(tmp_path):
     assert "Could not find 'loss/wasserstein'" in proc.stderr
     for valid in ("hinge", "lsgan", "minimax", "non_saturating", "wgan", "wgan_gp"):
         assert valid in proc.stderr
+
+
+@pytest.mark.parametrize("recipe", ["non_saturating", "wgan_gp"])
+def test_bf16_mixed_precision_on_cpu(make_cfg, recipe):
+    """bf16 autocast on CPU: both optimisers step, the gradient penalty works, losses stay finite."""
+    cfg = make_cfg(f"recipe={recipe}", "trainer.precision=bf16-mixed", "schedule.max_steps=3")
+    result = train(cfg)
+    assert result["status"] == "finished"
+    assert result["trainer"].precision == "bf16-mixed"
+    assert result["trainer"].global_step == 3
+    assert all(math.isfinite(result["metrics"][k]) for k in ("train/d_loss", "train/g_loss"))
+    if recipe == "wgan_gp":
+        assert result["metrics"]["train/d_gp"] > 0
+    # D took n_critic steps per G step, all of them through the precision plugin.
+    assert int(result["model"].d_updates) == 3 * result["model"].schedule.n_critic

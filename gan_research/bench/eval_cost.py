@@ -70,8 +70,8 @@ def measure(case: str, steps: int) -> dict[str, Any]:
         started = time.perf_counter()
         result = train(cfg)
         wall = time.perf_counter() - started
+        total_fit = float(_final_seconds(result))
     evaluation = result["evaluation"]
-    total_fit = float(_final_seconds(result))
     eval_seconds = evaluation.seconds
     train_seconds = total_fit - eval_seconds
     step = train_seconds / steps
@@ -94,6 +94,17 @@ def _final_seconds(result: dict[str, Any]) -> float:
     return next(r["seconds"] for r in reversed(records) if "status" in r)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,7 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     rows = [measure(case, args.steps) for case in args.cases]
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+    print(f"\nmachine: {cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print("| case | interval | samples | s/step | s/eval | one-time setup (s) | eval share of training |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

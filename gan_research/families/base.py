@@ -286,6 +286,10 @@ class AdversarialModule(pl.LightningModule):
         if ddp is not None and grads:
             average_across_processes(grads, self.trainer.world_size)
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        scale = self.grad_scale()
+        if scale is not None:
+            # Under fp16 the gradients are still multiplied by the loss scale here.
+            grad_norm = grad_norm / scale
         if counts_as_step:
             optimizer.step()
         else:
@@ -353,7 +357,18 @@ class AdversarialModule(pl.LightningModule):
         every = self.schedule.d_reg_every
         if not self.objective.regularizers or int(self.d_updates) % every != 0:
             return {}
-        return {name: reg(score_fn, real, fake) * every for name, reg in self.objective.regularizers.items()}
+        scale = self.grad_scale()
+        return {
+            name: reg(score_fn, real, fake, grad_scale=scale) * every
+            for name, reg in self.objective.regularizers.items()
+        }
+
+    def grad_scale(self) -> float | None:
+        """The fp16 loss scale (``16-mixed``), else None: gradients are scaled by it until the step."""
+        if self._trainer is None:
+            return None
+        scaler = getattr(self._trainer.precision_plugin, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None
 
     def balance_diagnostics(
         self, real_scores: Tensor, fake_scores: Tensor, d_adv: Tensor

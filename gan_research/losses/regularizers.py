@@ -18,11 +18,21 @@ from torch import Tensor
 ScoreFn = Callable[[Tensor], Tensor]
 
 
-def _input_gradients(score_fn: ScoreFn, x: Tensor) -> Tensor:
+def _input_gradients(score_fn: ScoreFn, x: Tensor, grad_scale: float | None = None) -> Tensor:
+    """∇_x D(x) per sample, flattened.
+
+    ``grad_scale`` (the fp16 GradScaler's current scale): the scores are multiplied by it
+    before differentiating and the gradients divided by it after, so small input gradients
+    do not underflow in fp16 (PyTorch's AMP recipe for gradient penalties).
+    """
     x = x.detach().requires_grad_(True)
-    scores = score_fn(x)
+    scores = score_fn(x).sum()
+    if grad_scale is not None:
+        scores = scores * grad_scale
     # create_graph: the penalty is itself differentiated w.r.t. D's weights.
-    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(scores, x, create_graph=True)
+    if grad_scale is not None:
+        grad = grad / grad_scale
     return grad.flatten(1)
 
 
@@ -40,11 +50,13 @@ class GradientPenalty:
         self.weight = weight
         self.target = target
 
-    def __call__(self, score_fn: ScoreFn, real: Tensor, fake: Tensor) -> Tensor:
+    def __call__(
+        self, score_fn: ScoreFn, real: Tensor, fake: Tensor, grad_scale: float | None = None
+    ) -> Tensor:
         shape = (real.shape[0],) + (1,) * (real.dim() - 1)
         eps = torch.rand(shape, device=real.device, dtype=real.dtype)
         x_hat = eps * real.detach() + (1.0 - eps) * fake.detach()
-        norms = _input_gradients(score_fn, x_hat).norm(2, dim=1)
+        norms = _input_gradients(score_fn, x_hat, grad_scale).float().norm(2, dim=1)
         return self.weight * ((norms - self.target) ** 2).mean()
 
     def __repr__(self) -> str:
@@ -63,8 +75,10 @@ class R1Penalty:
             raise ValueError(f"R1Penalty gamma must be >= 0, got {gamma}")
         self.gamma = gamma
 
-    def __call__(self, score_fn: ScoreFn, real: Tensor, fake: Tensor) -> Tensor:
-        grad = _input_gradients(score_fn, real)
+    def __call__(
+        self, score_fn: ScoreFn, real: Tensor, fake: Tensor, grad_scale: float | None = None
+    ) -> Tensor:
+        grad = _input_gradients(score_fn, real, grad_scale).float()
         return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()
 
     def __repr__(self) -> str:

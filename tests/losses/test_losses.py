@@ -136,3 +136,25 @@ def test_gradient_penalty_interpolates_per_sample_for_images():
     gp = GradientPenalty(weight=1.0)(d, real, fake)
     w_norm = d[1].weight.norm().item()
     assert gp.item() == pytest.approx((w_norm - 1.0) ** 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("penalty", [GradientPenalty(weight=10.0), R1Penalty(gamma=10.0)])
+def test_penalties_under_a_loss_scale_equal_the_unscaled_ones(penalty):
+    """fp16 recipe: scores scaled before differentiating, gradients unscaled after; same value."""
+    torch.manual_seed(0)
+    d = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    torch.manual_seed(1)
+    plain = penalty(d, real, fake)
+    torch.manual_seed(1)
+    scaled = penalty(d, real, fake, grad_scale=65536.0)
+    assert plain.item() > 0
+    torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=0)
+    # ... and its gradient w.r.t. D's weights, which the D update uses.
+    # (The last bias does not change input gradients: no gradient for it.)
+    g_plain = torch.autograd.grad(plain, list(d.parameters()), allow_unused=True)
+    g_scaled = torch.autograd.grad(scaled, list(d.parameters()), allow_unused=True)
+    assert sum(g is not None for g in g_plain) == 3
+    for a, b in zip(g_plain, g_scaled, strict=True):
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
