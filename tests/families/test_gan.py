@@ -159,9 +159,9 @@ def test_gradient_penalty_is_lazy_and_logged(make_cfg, monkeypatch):
     calls = []
     original = GradientPenalty.__call__
 
-    def spy(self, score_fn, real, fake):
+    def spy(self, score_fn, real, fake, **kwargs):
         calls.append(1)
-        return original(self, score_fn, real, fake)
+        return original(self, score_fn, real, fake, **kwargs)
 
     monkeypatch.setattr(GradientPenalty, "__call__", spy)
     cfg = make_cfg(
