@@ -12,12 +12,21 @@ after all others, so the step's checkpoint is never written.
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
+
+from gan_research.callbacks.preemption import PreemptionCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+ACTIONS = ("stop", "rollback")
 
 
 class TrainingDiverged(RuntimeError):
@@ -32,6 +41,13 @@ class DivergenceGuard(pl.Callback):
         check_every_n_steps: how often the device-side flag is read (a host sync on GPU);
             checkpoints are always checked first, so the interval only delays the stop.
         max_abs_loss: also treat |loss| above this as divergence (null: only NaN/Inf).
+        on_divergence: ``stop`` (raise; status ``diverged``) or ``rollback``: reload the
+            weights and optimiser states of the run's ``last.ckpt`` (written before the
+            divergence: bad checkpoints are never saved), multiply every learning rate by
+            ``lr_factor`` and go on. The step counter is not rewound. ``rollback`` reads the
+            flag every step, so that the rollback precedes that step's checkpoint.
+        lr_factor: the learning-rate factor of a rollback.
+        max_rollbacks: after this many rollbacks, the next divergence stops the run.
     """
 
     def __init__(
@@ -39,7 +55,20 @@ class DivergenceGuard(pl.Callback):
         keys: tuple[str, ...] | list[str] = ("train/d_loss", "train/g_loss"),
         check_every_n_steps: int = 25,
         max_abs_loss: float | None = None,
+        on_divergence: str = "stop",
+        lr_factor: float = 0.5,
+        max_rollbacks: int = 3,
     ) -> None:
+        if on_divergence not in ACTIONS:
+            raise ValueError(
+                f"callbacks.divergence.on_divergence={on_divergence!r} is invalid; valid: {list(ACTIONS)}"
+            )
+        if not 0 < lr_factor < 1:
+            raise ValueError(f"callbacks.divergence.lr_factor must be in (0, 1), got {lr_factor}")
+        self.on_divergence = on_divergence
+        self.lr_factor = lr_factor
+        self.max_rollbacks = max_rollbacks
+        self.rollbacks = 0
         if check_every_n_steps < 1:
             raise ValueError(
                 f"callbacks.divergence.check_every_n_steps must be >= 1, got {check_every_n_steps}"
@@ -66,7 +95,7 @@ class DivergenceGuard(pl.Callback):
         # Device-side bookkeeping: remember the first bad step without reading the value back.
         self._first_bad_step = torch.where(bad & ~self._bad, step, self._first_bad_step)
         self._bad = self._bad | bad
-        if trainer.global_step % self.check_every_n_steps == 0:
+        if self.on_divergence == "rollback" or trainer.global_step % self.check_every_n_steps == 0:
             self.check(trainer, pl_module)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
@@ -80,6 +109,9 @@ class DivergenceGuard(pl.Callback):
         if trainer.world_size > 1:
             # Every process must stop together, or the others hang in the next collective.
             bad = trainer.strategy.reduce_boolean_decision(bool(bad.item()), all=False)
+        if bool(bad) and self._can_roll_back(trainer):
+            self._roll_back(trainer, pl_module)
+            return
         if bool(bad):
             logs = getattr(pl_module, "last_step_logs", {})
             values = {k: float(logs[k]) for k in self.keys if k in logs}
@@ -90,3 +122,40 @@ class DivergenceGuard(pl.Callback):
                 f"(latest values {values}); no checkpoint was written after it. Lower the learning "
                 "rates (schedule.lr_g / schedule.lr_d) or add a gradient penalty."
             )
+
+    def _can_roll_back(self, trainer: pl.Trainer) -> bool:
+        return (
+            self.on_divergence == "rollback"
+            and self.rollbacks < self.max_rollbacks
+            and PreemptionCheckpoint.last_checkpoint_path(trainer) is not None
+            and Path(PreemptionCheckpoint.last_checkpoint_path(trainer) or "").is_file()
+        )
+
+    def _roll_back(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        path = PreemptionCheckpoint.last_checkpoint_path(trainer)
+        assert path is not None
+        checkpoint = torch.load(path, map_location=pl_module.device, weights_only=True)
+        pl_module.load_state_dict(checkpoint["state_dict"])
+        for optimizer, state in zip(trainer.optimizers, checkpoint["optimizer_states"], strict=True):
+            # The checkpoint's states carry the rates of that time: scale the current ones, so
+            # successive rollbacks compound.
+            rates = [group["lr"] * self.lr_factor for group in optimizer.param_groups]
+            optimizer.load_state_dict(state)
+            for group, lr in zip(optimizer.param_groups, rates, strict=True):
+                group["lr"] = lr
+        for config in trainer.lr_scheduler_configs:
+            # Schedulers recompute the rate from base_lrs every step; scale those too.
+            config.scheduler.base_lrs = [lr * self.lr_factor for lr in config.scheduler.base_lrs]
+        self.rollbacks += 1
+        self._bad = None
+        self._first_bad_step = None
+        trainer.callback_metrics["train/rollbacks"] = torch.tensor(float(self.rollbacks))
+        log.warning(
+            "divergence at step %d: rolled back to %s (step %s), learning rates x%g (rollback %d of %d)",
+            trainer.global_step,
+            path,
+            checkpoint.get("global_step"),
+            self.lr_factor,
+            self.rollbacks,
+            self.max_rollbacks,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from gan_research.callbacks.divergence import DivergenceGuard, TrainingDiverged
@@ -67,3 +68,54 @@ def test_loss_bound(make_cfg):
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError, match=r"callbacks\.divergence"):
         DivergenceGuard(**kwargs)
+
+
+class Poison(pl.Callback):
+    """Turns one generator weight into NaN just before step ``at_step``: a blow-up on demand."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        if trainer.global_step + 1 == self.at_step:
+            with torch.no_grad():
+                next(pl_module.generator.parameters()).view(-1)[0] = float("nan")
+
+
+def test_rollback_reloads_the_last_checkpoint_with_lower_learning_rates(make_cfg):
+    """on_divergence=rollback: a run whose weights turn NaN at step 8 goes back to its last good
+    checkpoint (step 5) with halved learning rates and finishes; every checkpoint is finite."""
+    cfg = make_cfg(
+        "model=mlp",
+        "dataset=ring8",
+        "schedule.max_steps=12",
+        "callbacks.model_checkpoint.every_n_train_steps=5",
+        "callbacks.divergence.on_divergence=rollback",
+        "callbacks.divergence.lr_factor=0.5",
+        "+callbacks.poison._target_=tests.callbacks.test_divergence.Poison",
+        "+callbacks.poison.at_step=8",
+    )
+    result = train(cfg)
+    assert result["status"] == "finished"
+    assert result["trainer"].global_step == 12
+    assert result["metrics"]["train/rollbacks"] == 1
+    lr = cfg.schedule.lr_g
+    assert result["metrics"]["train/lr_g"] == pytest.approx(lr / 2)
+    assert result["metrics"]["train/lr_d"] == pytest.approx(cfg.schedule.lr_d / 2)
+    ckpts = sorted((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))
+    assert [c.name for c in ckpts] == ["last.ckpt", "step_0000005.ckpt", "step_0000010.ckpt"]
+    assert all(_all_finite(c) for c in ckpts)
+
+
+def test_rollback_gives_up_after_max_rollbacks(make_cfg):
+    cfg = make_cfg(
+        *EXPLODING,
+        "callbacks.divergence.on_divergence=rollback",
+        "callbacks.divergence.lr_factor=0.5",
+        "callbacks.divergence.max_rollbacks=2",
+        "callbacks.model_checkpoint.every_n_train_steps=1",
+    )
+    with pytest.raises(TrainingDiverged):
+        train(cfg)
+    final = read_records(Path(cfg.paths.output_dir) / "metrics.jsonl")[-1]
+    assert final["status"] == "diverged"
