@@ -9,11 +9,13 @@ ARGS   ?=
 SWEEP  ?= lr_balance_ring8
 # Extra gan-compare arguments for `make sweep`, e.g. COMPARE_ARGS="x=schedule.lr_d y=null"
 COMPARE_ARGS ?=
+# Extra arguments of the throughput benchmark, e.g. BENCH_ARGS="--device cuda --fast"
+BENCH_ARGS ?=
 # Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k losses"
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep test lint format clean
+.PHONY: help install train sweep bench test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +36,10 @@ train: $(STAMP) ## train the default experiment (DCGAN, non-saturating loss, dig
 sweep: $(STAMP) ## run a study's grid (default lr_balance_ring8: 64 CPU runs, ~15 min) and its gan-compare report
 	$(BIN)/gan-train -m experiment=$(SWEEP) $(ARGS)
 	$(BIN)/gan-compare sweep_dir=$${GAN_LOG_DIR:-outputs}/sweeps/$(SWEEP) $(COMPARE_ARGS)
+
+bench: $(STAMP) ## benchmarks: framework vs plain-PyTorch throughput, and the evaluation's share of training
+	$(BIN)/python -m gan_research.bench.throughput $(BENCH_ARGS)
+	$(BIN)/python -m gan_research.bench.eval_cost --cases default ring8_wgan_gp stacked_digits_dcgan
 
 test: $(STAMP) ## run the test suite (CPU, offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
