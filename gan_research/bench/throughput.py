@@ -16,8 +16,8 @@ same batch size, optimisers, loss objects and in-memory data, in one process:
 Only steady-state steps are timed: from the start of step ``warmup + 1`` to the end of
 step ``warmup + steps`` (with a CUDA synchronise at both ends). Images/s counts *real
 images consumed*: one generator step consumes ``batch_size * n_critic`` of them. The two
-sides run in alternation ``--repeats`` times; the table shows medians and
-ratio = framework / plain.
+sides run in alternation ``--repeats`` times; the table shows medians,
+ratio = framework / plain of the medians, and the median of each back-to-back pair's ratio.
 
 On CUDA, ``--fast`` adds fast-path rows (cuDNN benchmark, fused Adam, bf16 autocast;
 channels_last and ``--compile`` on the plain side only, since the config has no option
@@ -26,6 +26,7 @@ one plain step counted with ``torch.utils.flop_counter.FlopCounterMode``.
 
     python -m gan_research.bench.throughput [--cases dcgan32_ns dcgan32_wgan_gp] [--steps 50]
         [--warmup 5] [--repeats 3] [--device auto|cpu|cuda] [--fast [--compile]] [--json PATH]
+        [--ngf 64 --ndf 64 --batch-size 64 --threads N]
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from pytorch_lightning.callbacks import ProgressBar
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from gan_research.bench.eval_cost import QUIET as EVAL_COST_QUIET
 from gan_research.bench.eval_cost import compose_run
 from gan_research.data.base import InMemoryDataset, uint8_to_signed_unit
 from gan_research.errors import ConfigError
@@ -67,9 +67,18 @@ CASES: dict[str, list[str]] = {
     "dcgan32_wgan_gp": ["recipe=wgan_gp"],
 }
 BASE = ["model=dcgan", "dataset=digits", "dataset.image_size=32", "dataset.channels=1"]
-# eval_cost's quiet overrides plus no evaluation. The divergence guard stays on and
-# trainer.log_every_n_steps keeps its default: both are part of what a run costs.
-QUIET = [*EVAL_COST_QUIET, "metrics=none"]
+# No files, bars or evaluation. The other callbacks (divergence guard, preemption handler)
+# stay on and trainer.log_every_n_steps keeps its default: they are part of what a run costs.
+QUIET = [
+    "logger=none",
+    "metrics=none",
+    "callbacks.samples=null",
+    "callbacks.model_checkpoint=null",
+    "callbacks.progress_bar=null",
+    "trainer.enable_checkpointing=false",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 # Peak dense FLOP/s (TFLOP/s) from NVIDIA's datasheets, by the substrings of
 # torch.cuda.get_device_name() that identify the part; checked in order.
@@ -323,8 +332,14 @@ class PlainLoop:
         # Its per-module tracker hooks module inputs for backward, which autograd.grad on a leaf
         # (the gradient penalty's interpolates) refuses; the total needs no per-module split.
         counter.mod_tracker = _NoModuleTracking()
-        with counter:
-            self.step(real_all)
+        compiled = self.g_forward, self.d_forward
+        # Counted on the eager modules: the same arithmetic, and dispatch modes see every op.
+        self.g_forward, self.d_forward = self.generator, self.discriminator
+        try:
+            with counter:
+                self.step(real_all)
+        finally:
+            self.g_forward, self.d_forward = compiled
         return int(counter.get_total_flops())
 
 
@@ -465,7 +480,7 @@ def measure(
                     loop = PlainLoop(config(r), device, variant)
                     seconds = loop.run(warmup, steps)
                     plain_runs.append(images_per_step * steps / seconds)
-                    if flops is None and not variant.compile:
+                    if flops is None:
                         flops = loop.count_step_flops()
                     del loop
                 else:
@@ -501,6 +516,13 @@ def measure(
         "framework_images_per_s": framework,
         "plain_images_per_s": plain,
         "ratio": framework / plain if framework is not None else None,
+        # Each run's framework/plain pair ran back to back: their ratio is immune to slow drifts
+        # of the machine's speed, which the ratio of the medians is not.
+        "paired_ratio": (
+            statistics.median(f / p for f, p in zip(framework_runs, plain_runs, strict=True))
+            if framework_runs
+            else None
+        ),
         "framework_runs": framework_runs,
         "plain_runs": plain_runs,
         "framework_note": None if framework_ok else "no config option for channels_last / torch.compile",
@@ -525,15 +547,15 @@ def print_report(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     )
     print(
         "img/s = real images consumed per second (batch_size x n_critic per generator step); "
-        "medians of the runs; ratio = framework / plain"
+        "medians of the runs; ratio = framework / plain; paired = median of each run's own ratio"
     )
-    print("| case | variant | device | batch | n_critic | framework img/s | plain img/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| case | variant | device | batch | n_critic | framework img/s | plain img/s | ratio | paired |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['case']} | {r['variant']} | {r['device']} | {r['batch_size']} | {r['n_critic']} | "
             f"{_fmt(r['framework_images_per_s'], '.1f')} | {r['plain_images_per_s']:.1f} | "
-            f"{_fmt(r['ratio'], '.3f')} |"
+            f"{_fmt(r['ratio'], '.3f')} | {_fmt(r['paired_ratio'], '.3f')} |"
         )
     for r in rows:
         if r["framework_note"]:

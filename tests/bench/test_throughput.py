@@ -54,13 +54,49 @@ def test_main_writes_positive_rates_and_their_ratio_for_both_cases(tmp_path, cap
         assert len(row["framework_runs"]) == len(row["plain_runs"]) == 1
         assert row["framework_images_per_s"] > 0 and row["plain_images_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["framework_images_per_s"] / row["plain_images_per_s"])
+        assert row["paired_ratio"] == pytest.approx(row["ratio"])  # one run: one pair
         assert row["flops_per_step"] > 0
         assert row["peak_tflops"] is None and row["plain_peak_fraction"] is None  # no GPU peak on a CPU
     # Five D updates with a gradient penalty cost more than one D update without.
     assert rows["dcgan32_wgan_gp"]["flops_per_step"] > rows["dcgan32_ns"]["flops_per_step"]
     printed = capsys.readouterr().out
-    assert "| case | variant | device | batch | n_critic | framework img/s | plain img/s | ratio |" in printed
+    assert "| framework img/s | plain img/s | ratio | paired |" in printed
     assert "real images consumed per second" in printed
+
+
+def test_runs_alternate_and_rows_hold_medians_and_paired_ratios(monkeypatch):
+    calls: list[str] = []
+    framework_seconds, plain_seconds = iter([1.0, 2.0, 4.0]), iter([1.0, 2.0, 1.0])
+
+    def fake_framework(cfg, warmup, steps, device):
+        calls.append("framework")
+        return next(framework_seconds)
+
+    def fake_plain(self, warmup, steps):
+        calls.append("plain")
+        return next(plain_seconds)
+
+    monkeypatch.setattr(throughput, "time_framework", fake_framework)
+    monkeypatch.setattr(PlainLoop, "run", fake_plain)
+    row = throughput.measure(
+        "dcgan32_ns",
+        DEFAULT,
+        device="cpu",
+        steps=10,
+        warmup=0,
+        repeats=3,
+        ngf=8,
+        ndf=8,
+        batch_size=8,
+        threads=None,
+        gpu=None,
+    )
+    assert calls == ["framework", "plain", "plain", "framework", "framework", "plain"]
+    # 8 images x 10 steps over each run's seconds.
+    assert row["framework_runs"] == [80.0, 40.0, 20.0] and row["plain_runs"] == [80.0, 40.0, 80.0]
+    assert row["framework_images_per_s"] == 40.0 and row["plain_images_per_s"] == 80.0
+    assert row["ratio"] == 0.5
+    assert row["paired_ratio"] == 1.0  # median of 80/80, 40/40, 20/80
 
 
 @pytest.mark.parametrize("case", list(RECIPES))
