@@ -17,11 +17,13 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -30,7 +32,7 @@ from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.callbacks.preemption import PreemptionCheckpoint
 from gan_research.errors import ConfigError, GanResearchError
 from gan_research.families.base import rng_states
-from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, read_records
+from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,6 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
 RESUME_MODES = ("auto", "never")
 # Outcomes a rerun of the same job would only reproduce: a sweep rerun skips them.
 ENDED = ("finished", "diverged")
-
-
-def _previous_run(run_dir: Path) -> dict[str, Any] | None:
-    """The last status line of the run already in ``run_dir`` (None when there is none)."""
-    for record in reversed(read_records(run_dir / METRICS_FILE)):
-        if "status" in record:
-            return record
-    return None
 
 
 def _resolve_resume(run_dir: Path, cfg: DictConfig) -> str | None:
@@ -144,7 +138,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics of its final status line, so a rerun sweep reports every job.
     """
     run_dir = Path(cfg.paths.output_dir)
-    previous = _previous_run(run_dir)
+    previous = last_status_record(run_dir / METRICS_FILE)
     auto = cfg.get("resume", "auto") == "auto" and cfg.get("ckpt_path") is None
     if auto and previous is not None and previous["status"] in ENDED:
         log.info("skipping %s: it already %s at step %s", run_dir, previous["status"], previous.get("step"))
@@ -233,6 +227,20 @@ def _objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
+    """conf/train.yaml composed as `gan-train` would, with the run directory at ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    # Lets ${hydra:runtime.choices.*} and error messages name the chosen options, as in gan-train.
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+        # ${hydra:runtime.output_dir} only resolves inside a Hydra app: pin the run directory.
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -6,12 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from gan_research.train import CONFIG_DIR
+from gan_research.train import compose_run
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -40,17 +37,8 @@ TINY_MODEL = {
 
 def compose_config(overrides: list[str], output_dir: Path, *, tiny: bool = True) -> DictConfig:
     """Compose conf/train.yaml as `gan-train` would, with the run directory at ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name="train", overrides=(TINY if tiny else []) + list(overrides), return_hydra_config=True
-        )
-    # Lets ${hydra:runtime.choices.*} and error messages name the chosen options, as in `gan-train`.
-    HydraConfig.instance().set_config(cfg)
+    cfg = compose_run((TINY if tiny else []) + list(overrides), output_dir)
     with open_dict(cfg):
-        del cfg.hydra
-        # ${hydra:...} only resolves inside a Hydra app; the compose API has no run dir.
-        cfg.paths.output_dir = str(output_dir)
         cfg.paths.data_dir = str(output_dir / "data")
         cfg.name = "test"
     return cfg

@@ -24,12 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from gan_research.train import CONFIG_DIR, train
+from gan_research.train import compose_run, train
 
 # Case name -> the overrides that make it (the experiment's own settings otherwise).
 CASES: dict[str, list[str]] = {
@@ -48,18 +44,6 @@ QUIET = [
     "callbacks.model_checkpoint=null",
     "trainer.enable_checkpointing=false",
 ]
-
-
-def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
-    """conf/train.yaml composed as `gan-train` would, with the run directory at ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 def measure(case: str, steps: int) -> dict[str, Any]:

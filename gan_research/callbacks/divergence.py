@@ -79,7 +79,7 @@ class DivergenceGuard(pl.Callback):
         self.check_every_n_steps = check_every_n_steps
         self.max_abs_loss = math.inf if max_abs_loss is None else float(max_abs_loss)
         self._bad: Tensor | None = None
-        self._first_bad_step: Tensor | None = None
+        self._last_clean_check = 0  # the step of the last check that found nothing
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         logs = getattr(pl_module, "last_step_logs", {})
@@ -88,13 +88,8 @@ class DivergenceGuard(pl.Callback):
             return
         losses = torch.stack([v.detach().float().reshape(()) for v in values])
         bad = ~torch.isfinite(losses).all() | (losses.abs() > self.max_abs_loss).any()
-        step = torch.tensor(trainer.global_step, device=bad.device)
-        if self._bad is None:
-            self._bad = torch.zeros((), dtype=torch.bool, device=bad.device)
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=bad.device)
-        # Device-side bookkeeping: remember the first bad step without reading the value back.
-        self._first_bad_step = torch.where(bad & ~self._bad, step, self._first_bad_step)
-        self._bad = self._bad | bad
+        # Device-side flag, read only at checks: no host sync per step.
+        self._bad = bad if self._bad is None else self._bad | bad
         if self.on_divergence == "rollback" or trainer.global_step % self.check_every_n_steps == 0:
             self.check(trainer, pl_module)
 
@@ -109,26 +104,34 @@ class DivergenceGuard(pl.Callback):
         if trainer.world_size > 1:
             # Every process must stop together, or the others hang in the next collective.
             bad = trainer.strategy.reduce_boolean_decision(bool(bad.item()), all=False)
-        if bool(bad) and self._can_roll_back(trainer):
+        if not bool(bad):
+            self._last_clean_check = trainer.global_step
+            return
+        if self._can_roll_back(trainer):
             self._roll_back(trainer, pl_module)
             return
-        if bool(bad):
-            logs = getattr(pl_module, "last_step_logs", {})
-            values = {k: float(logs[k]) for k in self.keys if k in logs}
-            first = int(self._first_bad_step) if self._first_bad_step is not None else -1
-            bound = "" if math.isinf(self.max_abs_loss) else f" or |loss| > {self.max_abs_loss:g}"
-            raise TrainingDiverged(
-                f"training diverged: a non-finite loss{bound} at step {first} "
-                f"(latest values {values}); no checkpoint was written after it. Lower the learning "
-                "rates (schedule.lr_g / schedule.lr_d) or add a gradient penalty."
-            )
+        logs = getattr(pl_module, "last_step_logs", {})
+        values = {k: float(logs[k]) for k in self.keys if k in logs}
+        now = trainer.global_step
+        where = (
+            f"at step {now}"
+            if now == self._last_clean_check + 1
+            else (f"between steps {self._last_clean_check + 1} and {now}")
+        )
+        bound = "" if math.isinf(self.max_abs_loss) else f" or |loss| > {self.max_abs_loss:g}"
+        raise TrainingDiverged(
+            f"training diverged: a non-finite loss{bound} {where} "
+            f"(latest values {values}); no checkpoint was written after it. Lower the learning "
+            "rates (schedule.lr_g / schedule.lr_d) or add a gradient penalty."
+        )
 
     def _can_roll_back(self, trainer: pl.Trainer) -> bool:
+        path = PreemptionCheckpoint.last_checkpoint_path(trainer)
         return (
             self.on_divergence == "rollback"
             and self.rollbacks < self.max_rollbacks
-            and PreemptionCheckpoint.last_checkpoint_path(trainer) is not None
-            and Path(PreemptionCheckpoint.last_checkpoint_path(trainer) or "").is_file()
+            and path is not None
+            and Path(path).is_file()
         )
 
     def _roll_back(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -148,7 +151,7 @@ class DivergenceGuard(pl.Callback):
             config.scheduler.base_lrs = [lr * self.lr_factor for lr in config.scheduler.base_lrs]
         self.rollbacks += 1
         self._bad = None
-        self._first_bad_step = None
+        self._last_clean_check = trainer.global_step
         trainer.callback_metrics["train/rollbacks"] = torch.tensor(float(self.rollbacks))
         log.warning(
             "divergence at step %d: rolled back to %s (step %s), learning rates x%g (rollback %d of %d)",

@@ -191,6 +191,9 @@ class AdversarialModule(pl.LightningModule):
         )
         # Counts D updates (not part of global_step) for lazy regularisation; saved in checkpoints.
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
+        # Host-side copy of d_updates, so the lazy-regularisation test needs no device sync per
+        # D update; read from the buffer once (after any checkpoint restore), then kept in step.
+        self._d_updates_host: int | None = None
         self.last_step_logs: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- checks
@@ -222,6 +225,7 @@ class AdversarialModule(pl.LightningModule):
         # Applied when training starts: restoring a checkpoint must not be undone by anything
         # that draws random numbers between the restore and the first resumed step.
         self._rng_to_restore = checkpoint.get("rng_states")
+        self._d_updates_host = None  # re-read from the restored buffer
 
     def rng_at_train_start(self, states: dict[str, Any]) -> None:
         """Start training from these RNG states (``on_train_start``) unless a checkpoint brings its own."""
@@ -355,13 +359,23 @@ class AdversarialModule(pl.LightningModule):
     ) -> dict[str, Tensor]:
         """Weighted regulariser terms due at this D update (lazy: every ``d_reg_every``)."""
         every = self.schedule.d_reg_every
-        if not self.objective.regularizers or int(self.d_updates) % every != 0:
+        if not self.objective.regularizers or self.d_update_count() % every != 0:
             return {}
         scale = self.grad_scale()
         return {
             name: reg(score_fn, real, fake, grad_scale=scale) * every
             for name, reg in self.objective.regularizers.items()
         }
+
+    def d_update_count(self) -> int:
+        """D updates so far (the ``d_updates`` buffer, without reading the device every time)."""
+        if self._d_updates_host is None:
+            self._d_updates_host = int(self.d_updates)
+        return self._d_updates_host
+
+    def count_d_update(self) -> None:
+        self._d_updates_host = self.d_update_count() + 1
+        self.d_updates += 1
 
     def grad_scale(self) -> float | None:
         """The fp16 loss scale (``16-mixed``), else None: gradients are scaled by it until the step."""

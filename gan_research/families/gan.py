@@ -64,7 +64,7 @@ class GAN(AdversarialModule):
             if not skip:
                 d_grad_norm = self.backward_and_step(opt_d, d_loss, counts_as_step=False)
                 self.clip_discriminator_weights()
-                self.d_updates += 1
+                self.count_d_update()
         logs = {
             "train/d_loss": d_loss.detach(),
             **{f"train/d_{name}": value.detach() for name, value in penalties.items()},

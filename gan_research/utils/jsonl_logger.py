@@ -79,9 +79,15 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def final_status(path: str | Path) -> str | None:
-    """The status of the last status line, or None for a run that never finished writing one."""
+def last_status_record(path: str | Path) -> dict[str, Any] | None:
+    """The last status line of a metrics.jsonl file (None for a run that never wrote one)."""
     for record in reversed(read_records(path)):
         if "status" in record:
-            return record["status"]
+            return record
     return None
+
+
+def final_status(path: str | Path) -> str | None:
+    """The status of the last status line, or None for a run that never finished writing one."""
+    record = last_status_record(path)
+    return record["status"] if record is not None else None
