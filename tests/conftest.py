@@ -32,6 +32,10 @@ TINY_MODEL = {
     "dcgan": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
     "mlp": ["model.generator.hidden_dim=16", "model.discriminator.hidden_dim=16", "dataset.batch_size=32"],
     "seed_fashion": ["dataset.batch_size=4"],
+    "cgan": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
+    "cgan_projection": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
+    "acgan": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
+    "sagan": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
 }
 
 

@@ -50,20 +50,31 @@ class SampleGrid(pl.Callback):
         if step == self._last_saved_step:
             return None
         self._last_saved_step = step
-        samples = pl_module.generate(pl_module.fixed_noise).float().cpu()
+        samples, nrow = pl_module.grid_samples()
+        samples = samples.float().cpu()
         path = self.dirpath / f"step_{step:07d}.png"
         self.dirpath.mkdir(parents=True, exist_ok=True)
+        # Family-specific grids (latent traversals, style mixing) go to their own folders, so
+        # samples/step_*.png stays the one sample grid per step that run readers look for.
+        for name, (grid, grid_nrow) in pl_module.extra_grids().items():
+            extra_path = self.dirpath / name / f"step_{step:07d}.png"
+            extra_path.parent.mkdir(parents=True, exist_ok=True)
+            _save_grid(grid.float().cpu(), extra_path, grid_nrow)
+            self._log_image(trainer, name, extra_path, step)
         if samples.dim() == 4:
-            # Generators end in tanh: map [-1, 1] to [0, 1] for the PNG.
-            save_image(samples.clamp(-1, 1) * 0.5 + 0.5, path, nrow=self.nrow, padding=2, pad_value=1.0)
+            _save_grid(samples, path, nrow or self.nrow)
         elif samples.dim() == 2 and samples.shape[1] == 2:
             self._scatter(samples, self._real_points(trainer), path, step)
         else:
             return None
+        self._log_image(trainer, "samples", path, step)
+        return path
+
+    @staticmethod
+    def _log_image(trainer: pl.Trainer, key: str, path: Path, step: int) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key="samples", images=[str(path)], step=step, caption=[f"step {step}"])
-        return path
+                logger.log_image(key=key, images=[str(path)], step=step, caption=[f"step {step}"])
 
     def _real_points(self, trainer: pl.Trainer) -> Tensor | None:
         train_set = getattr(trainer.datamodule, "train_set", None)
@@ -89,3 +100,8 @@ class SampleGrid(pl.Callback):
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
+
+
+def _save_grid(images: Tensor, path: Path, nrow: int) -> None:
+    # Generators end in tanh: map [-1, 1] to [0, 1] for the PNG.
+    save_image(images.clamp(-1, 1) * 0.5 + 0.5, path, nrow=nrow, padding=2, pad_value=1.0)

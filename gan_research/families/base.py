@@ -341,11 +341,27 @@ class AdversarialModule(pl.LightningModule):
 
     def flip_labels(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         """Swap the roles of a random subset of real/fake pairs (noisy labels)."""
+        (real, _), (fake, _) = self.flip_pairs((real, None), (fake, None))
+        return real, fake
+
+    def flip_pairs(self, real: tuple[Tensor, Any], fake: tuple[Tensor, Any]) -> tuple[tuple, tuple]:
+        """:meth:`flip_labels` for ``(samples, condition)`` pairs: a flipped sample keeps its
+        condition (class label, code), so a conditional D sees consistent pairs."""
         p = self.schedule.label_flip_prob
         if p == 0:
             return real, fake
-        mask = (torch.rand(real.shape[0], device=real.device) < p).view(-1, *([1] * (real.dim() - 1)))
-        return torch.where(mask, fake, real), torch.where(mask, real, fake)
+        (x_real, c_real), (x_fake, c_fake) = real, fake
+        flip = torch.rand(x_real.shape[0], device=x_real.device) < p
+
+        def swap(a: Any, b: Any) -> tuple[Any, Any]:
+            if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+                return a, b
+            mask = flip.view(-1, *([1] * (a.dim() - 1)))
+            return torch.where(mask, b, a), torch.where(mask, a, b)
+
+        x_real, x_fake = swap(x_real, x_fake)
+        c_real, c_fake = swap(c_real, c_fake)
+        return (x_real, c_real), (x_fake, c_fake)
 
     def clip_discriminator_weights(self) -> None:
         c = self.objective.weight_clip
@@ -415,12 +431,16 @@ class AdversarialModule(pl.LightningModule):
         """``n`` latents per process. Under DDP every process draws the whole global batch from
         its (identically seeded) RNG and keeps its own slice, so W processes with batch n train
         on exactly the latents one process with batch W * n would."""
+        return self.draw_global(n, lambda m: torch.randn(m, self.generator.latent_dim, device=self.device))
+
+    def draw_global(self, n: int, draw: Callable[[int], Tensor]) -> Tensor:
+        """``draw(m)`` of the whole global batch, this process's slice of ``n`` (see :meth:`sample_latent`).
+        Every random input of a fake batch (labels, latent codes) is drawn this way."""
         world = self._trainer.world_size if self._trainer is not None else 1
         if world == 1:
-            return torch.randn(n, self.generator.latent_dim, device=self.device)
+            return draw(n)
         rank = self.trainer.global_rank
-        z = torch.randn(world * n, self.generator.latent_dim, device=self.device)
-        return z[rank * n : (rank + 1) * n]
+        return draw(world * n)[rank * n : (rank + 1) * n]
 
     def _ddp_model(self) -> DistributedDataParallel | None:
         model = getattr(self._trainer.strategy, "model", None) if self._trainer is not None else None
@@ -444,17 +464,36 @@ class AdversarialModule(pl.LightningModule):
         return self.generator_ema if self.generator_ema is not None else self.generator
 
     @torch.no_grad()
-    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
-        """Samples from the sampling generator in eval mode (BatchNorm running statistics)."""
+    def generate(self, z: Tensor | None = None, n: int | None = None, condition: Any = None) -> Tensor:
+        """Samples from the sampling generator in eval mode (BatchNorm running statistics);
+        ``condition`` is the generator's second input in conditional families."""
         if z is None:
             z = self.sample_latent(n if n is not None else self.fixed_noise.shape[0])
         gen = self.sampling_generator
         was_training = gen.training
         gen.eval()
         try:
-            return gen(z.to(self.device))
+            z = z.to(self.device)
+            return gen(z) if condition is None else gen(z, condition)
         finally:
             gen.train(was_training)
+
+    def sample_for_evaluation(self, n: int) -> Tensor | tuple[Tensor, Tensor]:
+        """``n`` samples for the metrics. Conditional families return ``(samples, labels)``, the
+        class each sample was generated for, which the per-class metrics (class accuracy,
+        intra-class FID) read."""
+        return self.generate(n=n)
+
+    def grid_samples(self) -> tuple[Tensor, int | None]:
+        """The sample grid of the fixed noise batch and its row length (None: the callback's).
+
+        Conditional families order it a row per class."""
+        return self.generate(self.fixed_noise), None
+
+    def extra_grids(self) -> dict[str, tuple[Tensor, int]]:
+        """Further grids a family logs beside the sample grid (InfoGAN's latent traversals,
+        StyleGAN's style mixing), by name: ``samples/<name>/step_NNNNNNN.png``."""
+        return {}
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)

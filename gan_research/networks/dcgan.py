@@ -185,6 +185,18 @@ class DCGANDiscriminator(nn.Module):
             # After the init: registering runs power iterations on the current weights.
             apply_spectral_norm(self.main)
 
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """Shape (C, base, base) of the last hidden map, the input of the output layer."""
+        out_layer = self.main[-1]
+        conv = getattr(out_layer, "parametrizations", None)
+        weight = conv.weight.original if conv is not None else out_layer.weight
+        return (int(weight.shape[1]), int(weight.shape[2]), int(weight.shape[3]))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden map (B, C, base, base): the body that conditional heads share."""
+        return self.main[:-1](x)
+
     def forward(self, x: Tensor) -> Tensor:
         """Map images (B, channels, image_size, image_size) to logits of shape (B,)."""
         # view(B) rather than view(-1): a wrongly sized input fails here instead of silently

@@ -65,9 +65,9 @@ def test_n_critic_d_updates_per_g_update_on_distinct_batches(make_cfg, monkeypat
         calls.append("g" if counts_as_step else "d")
         return original_step(self, optimizer, loss, counts_as_step=counts_as_step)
 
-    def record(self, real, opt_d):
+    def record(self, real, opt_d, labels=None):
         reals.append(real.clone())
-        return original_d(self, real, opt_d)
+        return original_d(self, real, opt_d, labels)
 
     monkeypatch.setattr(GAN, "backward_and_step", count)
     monkeypatch.setattr(GAN, "discriminator_step", record)
