@@ -3,7 +3,9 @@
 The run is rebuilt from its own ``.hydra/config.yaml`` (DESIGN.md: tools read
 the run directory, never private state); the checkpoint is loaded with
 ``weights_only=True``; the metrics are the run's ``MetricSuite`` with the
-settings of the ``metrics`` group given to ``gan-eval``.
+settings of the ``metrics`` group given to ``gan-eval``. For a class-conditional
+model the JSON also holds ``per_class``: the per-class class accuracy and
+intra-FID behind ``metrics``' ``val/class_accuracy_*`` and ``val/intra_fid_*``.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def evaluate_checkpoint(
     )
     model.to(dev)
     started = time.perf_counter()
-    results = suite.evaluate(lambda n: model.generate(n=n), dev)
+    # Images, or (images, labels) from a class-conditional family (class accuracy, intra-FID).
+    results = suite.evaluate(model.sample_for_evaluation, dev)
+    extra = {"per_class": suite.last_per_class} if suite.last_per_class else {}
     return {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt_path),
@@ -84,6 +88,7 @@ def evaluate_checkpoint(
         "feature_network": suite.feature_network,
         "seconds": round(time.perf_counter() - started, 3),
         "metrics": results,
+        **extra,
     }
 
 

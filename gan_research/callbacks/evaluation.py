@@ -1,6 +1,7 @@
 """Evaluation during training: every ``every_n_steps`` generator steps (and at
 the end), the run's :class:`~gan_research.metrics.suite.MetricSuite` on samples
-of the EMA generator when there is one. Results go to every logger (W&B
+of the EMA generator when there is one (``sample_for_evaluation``: images, or
+``(images, labels)`` from a class-conditional family). Results go to every logger (W&B
 history, ``metrics.jsonl``) and to ``trainer.callback_metrics``, which is what
 ``train()`` returns to sweeps.
 """
@@ -67,8 +68,9 @@ class Evaluation(pl.Callback):
         generator.eval()
         try:
             # Each process generates its share; the metrics' states are synced by torchmetrics.
+            # Conditional families return (samples, labels): class accuracy and intra-FID.
             results = self.suite.evaluate(
-                lambda n: pl_module.generate(n=max(1, n // world)), pl_module.device
+                lambda n: pl_module.sample_for_evaluation(max(1, n // world)), pl_module.device
             )
         finally:
             generator.train(was_training)

@@ -10,6 +10,13 @@ training (``callbacks/evaluation.py``) and ``gan-eval`` both compute.
   of samples (``val/classes_covered``, ``val/kl_classes``). With a domain
   classifier every feature-space key carries its name (``val/fid_digits``);
   with Inception it does not (``val/fid``), so nobody mistakes one for the other.
+- class-conditional generators (``sample(n)`` returns ``(images, labels)``, the
+  class each image was generated for) on labelled data with the domain
+  classifier: also the classification accuracy of samples w.r.t. their intended
+  class (``val/class_accuracy_digits``, Odena et al. 2017) and the intra-class
+  FID (``val/intra_fid_digits``, Miyato & Koyama 2018); see
+  ``metrics/conditional.py``. Their per-class values are in
+  :attr:`MetricSuite.last_per_class`. Unconditional samplers get neither key.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
 from gan_research.metrics.collapse import CollapseDetector, diversity_score
+from gan_research.metrics.conditional import ConditionalClassAccuracy, IntraClassFID
 from gan_research.metrics.fid import FeatureFID, build_metrics, load_or_compute_real_stats, real_stats_path
 from gan_research.metrics.mixture_modes import ClassHistogram, MixtureModes
 from gan_research.metrics.prdc import DensityCoverage, PrecisionRecall
@@ -32,7 +40,9 @@ log = logging.getLogger(__name__)
 
 FEATURE_NETWORKS = ("auto", "classifier", "inception", "none")
 
-SampleFn = Callable[[int], Tensor]
+# ``sample(n)`` returns n samples, or ``(samples, labels)`` for a class-conditional generator:
+# labels (n,) int64, the class each sample was generated for.
+SampleFn = Callable[[int], Tensor | tuple[Tensor, Tensor]]
 
 
 class MetricSuite:
@@ -102,6 +112,11 @@ class MetricSuite:
         self._built = False
         self._device = torch.device("cpu")
         self.feature_net: nn.Module | None = None
+        self.class_accuracy: ConditionalClassAccuracy | None = None
+        self.intra_fid: IntraClassFID | None = None
+        self.real_labels: Tensor | None = None
+        self.last_per_class: dict[str, list[float]] = {}
+        self._warned_unused_labels = False
 
     # ------------------------------------------------------------ choosing
     @staticmethod
@@ -204,14 +219,16 @@ class MetricSuite:
         self.precision_recall = PrecisionRecall(k=3, reset_real_features=False) if self.prdc else None
         self.density_coverage = DensityCoverage(k=5, reset_real_features=False) if self.prdc else None
         num_classes = getattr(net, "num_classes", None)
+        per_class = self.feature_network == "classifier" and bool(num_classes)
         self.class_histogram = (
-            ClassHistogram(num_classes, self._data_class_distribution(num_classes))
-            if self.feature_network == "classifier" and num_classes
-            else None
+            ClassHistogram(num_classes, self._data_class_distribution(num_classes)) if per_class else None
         )
+        # The metrics of class-conditional samplers; used only when sample(n) returns labels.
+        self.class_accuracy = ConditionalClassAccuracy(num_classes) if per_class else None
+        self.intra_fid = IntraClassFID(num_classes, net.num_features) if per_class else None
         # The real side, once per run: FID statistics through the on-disk cache,
-        # features for KID, PRDC and diversity.
-        real_images = self._real_images()
+        # features for KID, PRDC and diversity, per-class features for intra-FID.
+        real_images, self.real_labels = self._real_set()
         for metric in self.metrics.values():
             if isinstance(metric, FeatureFID):
                 path = real_stats_path(
@@ -225,19 +242,37 @@ class MetricSuite:
         for m in (self.precision_recall, self.density_coverage):
             if m is not None:
                 m.update(self.real_features, real=True)
+        if self.intra_fid is not None:
+            if self.real_labels is None:
+                log.warning(
+                    "dataset %s yields no labels: no intra-class FID for conditional samplers", self.name
+                )
+                self.intra_fid = None
+            else:
+                self.intra_fid.set_real(self.real_features, self.real_labels)
 
-    def _real_images(self) -> Tensor:
-        # A fixed evaluation set: the first num_real samples in the datamodule's fixed order.
+    def _real_set(self) -> tuple[Tensor, Tensor | None]:
+        """A fixed evaluation set: the first num_real samples in the datamodule's fixed order,
+        and their labels when its batches are ``(x, y)`` (None otherwise)."""
         loader = self.datamodule.val_dataloader()
-        chunks, n = [], 0
+        chunks, label_chunks, n = [], [], 0
         with torch.no_grad():
             for batch in loader:
+                labelled = (
+                    isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], Tensor)
+                )
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 chunks.append(x)
+                label_chunks.append(batch[1] if labelled else None)
                 n += len(x)
                 if n >= self.num_real:
                     break
         images = torch.cat(chunks)[: self.num_real]
+        labels = (
+            torch.cat(label_chunks)[: self.num_real].long()
+            if all(y is not None for y in label_chunks)
+            else None
+        )
         if len(images) < self.num_real:
             log.warning(
                 "dataset %s has %d samples, fewer than metrics.num_real=%d",
@@ -245,7 +280,7 @@ class MetricSuite:
                 len(images),
                 self.num_real,
             )
-        return images
+        return images, labels
 
     def _data_class_distribution(self, num_classes: int) -> Tensor | None:
         labels = getattr(getattr(self.datamodule, "train_set", None), "y", None)
@@ -255,17 +290,51 @@ class MetricSuite:
         return counts / counts.sum() if bool((counts > 0).all()) else None
 
     # ------------------------------------------------------------ evaluating
+    @staticmethod
+    def _split_sample(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """``(samples, labels or None)`` of what ``sample(n)`` returned."""
+        if isinstance(out, Tensor):
+            return out, None
+        if isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, Tensor) for t in out):
+            x, labels = out
+            if labels.ndim != 1 or len(labels) != len(x) or labels.is_floating_point() or labels.is_complex():
+                raise ValueError(
+                    f"sample(n) returned labels of shape {tuple(labels.shape)} and dtype {labels.dtype} for "
+                    f"{len(x)} samples; expected ({len(x)},) integer class indices"
+                )
+            return x, labels.long()
+        raise TypeError(
+            f"sample(n) must return a Tensor of samples or a (samples, labels) pair, got {type(out).__name__}"
+        )
+
     @torch.no_grad()
     def evaluate(self, sample: SampleFn, device: torch.device | str = "cpu") -> dict[str, float]:
-        """Generate ``num_samples`` samples with ``sample(n)`` and return every metric as floats."""
+        """Generate ``num_samples`` samples with ``sample(n)`` and return every metric as floats.
+
+        ``sample(n)`` returns the samples, or ``(samples, labels)`` for a class-conditional
+        generator (labels: the (n,) classes the samples were generated for); with labels, and
+        the domain classifier as feature network, the results also hold
+        ``val/class_accuracy<suffix>`` and ``val/intra_fid<suffix>``, and
+        :attr:`last_per_class` their per-class values (``{}`` otherwise).
+        """
         self.prepare()
         self._to(torch.device(device))
         results: dict[str, float] = {}
+        self.last_per_class = {}
+        for metric in (self.class_accuracy, self.intra_fid):
+            if metric is not None:
+                metric.reset()  # nothing left over from an evaluation that failed midway
         fake_features = []
+        conditional: bool | None = None  # set by the first batch; every batch must agree
         remaining = self.num_samples
         while remaining > 0:
             n = min(self.batch_size, remaining)
-            x = sample(n).float()
+            x, labels = self._split_sample(sample(n))
+            x = x.float()
+            if conditional is None:
+                conditional = labels is not None
+            elif conditional != (labels is not None):
+                raise ValueError("sample(n) returned labels for some batches but not for others")
             remaining -= n
             if self.kind == "mixture":
                 self.modes.update(x)
@@ -283,7 +352,14 @@ class MetricSuite:
                 features = self.feature_net(x).double()
                 fake_features.append(features)
                 if self.class_histogram is not None:
-                    self.class_histogram.update(self.feature_net.logits(x).argmax(1))
+                    logits = self.feature_net.logits(x)
+                    self.class_histogram.update(logits.argmax(1))
+                    if labels is not None:
+                        labels = labels.to(x.device)
+                        assert self.class_accuracy is not None  # built with the class histogram
+                        self.class_accuracy.update(logits, labels)
+                        if self.intra_fid is not None:
+                            self.intra_fid.update(features, labels)
         if self.kind == "mixture":
             r = self.modes.compute()
             results.update({f"val/{k}": float(v) for k, v in r.items() if k != "num_samples"})
@@ -295,6 +371,16 @@ class MetricSuite:
             self.stacked_modes.reset()
         if self.feature_net is not None:
             results.update(self._feature_results(torch.cat(fake_features)))
+            if conditional:
+                results.update(self._conditional_results())
+        if conditional and self.class_accuracy is None and not self._warned_unused_labels:
+            self._warned_unused_labels = True
+            log.warning(
+                "the sampler returns class labels, but class accuracy and intra-FID need labelled image data "
+                "and metrics.feature_network=classifier (this run: %s, %s); they are not computed",
+                self.name,
+                self.feature_network,
+            )
         collapsed, reasons = self.detector.check(self._plain(results))
         results["val/collapse"] = float(collapsed)
         self.last_collapse_reasons = reasons
@@ -323,6 +409,23 @@ class MetricSuite:
             self.class_histogram.reset()
         return out
 
+    def _conditional_results(self) -> dict[str, float]:
+        """Class accuracy and intra-FID of a conditional sampler (nothing without a domain classifier)."""
+        s, out = self.suffix, {}
+        if self.class_accuracy is not None:
+            r = self.class_accuracy.compute()
+            self.class_accuracy.reset()
+            out[f"val/class_accuracy{s}"] = float(r["accuracy"])
+            self.last_per_class[f"class_accuracy{s}"] = r["per_class"].tolist()
+        if self.intra_fid is not None:
+            try:
+                r = self.intra_fid.compute()
+            finally:
+                self.intra_fid.reset()  # a class too small must not leak samples into the next evaluation
+            out[f"val/intra_fid{s}"] = float(r["intra_fid"])
+            self.last_per_class[f"intra_fid{s}"] = r["per_class"].tolist()
+        return out
+
     def _plain(self, results: dict[str, float]) -> dict[str, float]:
         """Keys without stage and network suffix, as the collapse detector reads them."""
         plain = {}
@@ -346,7 +449,14 @@ class MetricSuite:
         mods: list[nn.Module] = []
         if self.feature_net is not None:
             mods += [self.feature_net, *self.metrics.values()]
-            mods += [m for m in (self.precision_recall, self.density_coverage, self.class_histogram) if m]
+            optional = (
+                self.precision_recall,
+                self.density_coverage,
+                self.class_histogram,
+                self.class_accuracy,
+                self.intra_fid,
+            )
+            mods += [m for m in optional if m is not None]
         if self.kind == "mixture":
             mods.append(self.modes)
         if self.kind == "stacked":

@@ -129,3 +129,31 @@ def test_missing_inception_weights_fail_before_training(make_cfg, monkeypatch, t
     with pytest.raises(InceptionWeightsError, match="weights-inception-2015-12-05"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_digits_suite_scores_conditional_samplers(digits_suite):
+    dm, _, data_dir = digits_suite
+    # The fixture's classifier, without KID/IS/PRDC and with 500 samples (~50 a class): cheaper.
+    suite = MetricSuite(dm, num_samples=500, data_dir=str(data_dir), kinds=("fid",), prdc=False)
+    images, labels = dm.train_set.x[:500], dm.train_set.y[:500]
+    images = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images
+
+    def labelled(offset: int):
+        state = {"i": 0}
+
+        def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            i = state["i"]
+            state["i"] += n
+            return images[i : i + n], (labels[i : i + n] + offset) % 10
+
+        return sample
+
+    right, swapped = suite.evaluate(labelled(0)), suite.evaluate(labelled(1))
+    assert right["val/class_accuracy_digits"] > 0.95
+    # The real side's own images and labels: every class's FID is 0 up to round-off.
+    assert right["val/intra_fid_digits"] == pytest.approx(0.0, abs=1e-4)
+    assert swapped["val/class_accuracy_digits"] < 0.05
+    assert swapped["val/intra_fid_digits"] > right["val/fid_digits"] + 10
+    # FID sees the same images both times; only the per-class metrics tell them apart.
+    assert swapped["val/fid_digits"] == right["val/fid_digits"]
+    assert len(suite.last_per_class["intra_fid_digits"]) == 10
