@@ -148,6 +148,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [
         _instantiate(c, "a callback") for c in (cfg.get("callbacks") or {}).values() if c is not None
     ]
+    for callback in callbacks:
+        # Callbacks that depend on the model or the data (the fast path) refuse what cannot work
+        # now, before any logger or checkpoint writes a file.
+        check = getattr(callback, "check", None)
+        if callable(check):
+            check(objects["model"], objects["datamodule"])
     if not cfg.trainer.get("enable_progress_bar", True):
         # enable_progress_bar=false turns the bar off, callback included (Lightning refuses both).
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]

@@ -393,12 +393,20 @@ class AdversarialModule(pl.LightningModule):
         self._d_updates_host = self.d_update_count() + 1
         self.d_updates += 1
 
-    def grad_scale(self) -> float | None:
-        """The fp16 loss scale (``16-mixed``), else None: gradients are scaled by it until the step."""
+    def grad_scale(self) -> Tensor | float | None:
+        """The fp16 loss scale (``16-mixed``), else None: gradients are scaled by it until the step.
+
+        The scale tensor itself where the scaler has one: ``GradScaler.get_scale()`` would copy it
+        to the host, a device synchronisation per optimiser step.
+        """
         if self._trainer is None:
             return None
         scaler = getattr(self._trainer.precision_plugin, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None
+        if scaler is None or not scaler.is_enabled():
+            return None
+        # _get_scale_async is GradScaler's own sync-free accessor (None before the first scaled backward).
+        scale = scaler._get_scale_async()
+        return scale if scale is not None else float(scaler.get_scale())
 
     def balance_diagnostics(
         self, real_scores: Tensor, fake_scores: Tensor, d_adv: Tensor

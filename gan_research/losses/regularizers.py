@@ -18,7 +18,7 @@ from torch import Tensor
 ScoreFn = Callable[[Tensor], Tensor]
 
 
-def _input_gradients(score_fn: ScoreFn, x: Tensor, grad_scale: float | None = None) -> Tensor:
+def _input_gradients(score_fn: ScoreFn, x: Tensor, grad_scale: Tensor | float | None = None) -> Tensor:
     """∇_x D(x) per sample, flattened.
 
     ``grad_scale`` (the fp16 GradScaler's current scale): the scores are multiplied by it
@@ -51,7 +51,7 @@ class GradientPenalty:
         self.target = target
 
     def __call__(
-        self, score_fn: ScoreFn, real: Tensor, fake: Tensor, grad_scale: float | None = None
+        self, score_fn: ScoreFn, real: Tensor, fake: Tensor, grad_scale: Tensor | float | None = None
     ) -> Tensor:
         shape = (real.shape[0],) + (1,) * (real.dim() - 1)
         eps = torch.rand(shape, device=real.device, dtype=real.dtype)
@@ -76,7 +76,7 @@ class R1Penalty:
         self.gamma = gamma
 
     def __call__(
-        self, score_fn: ScoreFn, real: Tensor, fake: Tensor, grad_scale: float | None = None
+        self, score_fn: ScoreFn, real: Tensor, fake: Tensor, grad_scale: Tensor | float | None = None
     ) -> Tensor:
         grad = _input_gradients(score_fn, real, grad_scale).float()
         return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()

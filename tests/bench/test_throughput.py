@@ -195,10 +195,16 @@ def test_fast_path_overrides_compose_into_the_frameworks_config(tmp_path):
     assert cfg.trainer.max_steps == 7
     assert instantiate(cfg.model.optimizer_g).keywords["fused"] is True
     assert instantiate(cfg.model.optimizer_d).keywords["fused"] is True
+    assert cfg.callbacks.fast_path.data_on_device is True
     assert DEFAULT.framework_overrides("cpu") == []
-    # The config has no channels_last or torch.compile option: no framework side for those rows.
-    assert fast_full(compile_networks=True).framework_overrides("cuda") is None
     assert fast_full(compile_networks=False).name == "fast+channels_last"
+    compiled = fast_full(compile_networks=True)
+    full = case_config("dcgan32_ns", tmp_path / "full", total_steps=7, device="cuda", variant=compiled)
+    assert full.callbacks.fast_path.channels_last is True
+    assert list(full.callbacks.fast_path.compile) == ["generator", "discriminator"]
+    gp = case_config("dcgan32_wgan_gp", tmp_path / "gp", total_steps=7, device="cuda", variant=compiled)
+    # The gradient penalty differentiates D twice: D stays eager, as in the plain loop.
+    assert list(gp.callbacks.fast_path.compile) == ["generator"]
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_real_pairs_carry_dataset_labels_and_fake_pairs_sampled_ones(make_cfg, m
     monkeypatch.setattr(ConditionalGAN, "discriminate", record)
     monkeypatch.setattr(GAN, "discriminator_step", record_batch)
     fit(cfg, objs["model"], objs["datamodule"])
-    (real, labels), = batches
+    ((real, labels),) = batches
     # D step: real pairs first, then fake pairs; the G step scores one more fake batch.
     assert len(calls) == 3
     assert torch.equal(calls[0][0], real) and torch.equal(calls[0][1], labels)
@@ -65,7 +65,7 @@ def test_flipped_pairs_keep_their_labels(make_cfg):
     n = 2000
     real = (torch.zeros(n, 1), torch.zeros(n, dtype=torch.long))
     fake = (torch.ones(n, 1), torch.ones(n, dtype=torch.long))
-    (x_r, y_r), (x_f, y_f) = module.flip_pairs(real, fake)
+    (x_r, y_r), (_, y_f) = module.flip_pairs(real, fake)
     flipped = x_r[:, 0] == 1
     assert 0.35 < flipped.float().mean() < 0.45
     # Each image travels with its label: a flipped "real" slot holds the fake image and the fake label.
@@ -179,7 +179,8 @@ def digits_classifier():
 
 
 def test_trained_cgan_draws_the_requested_class(make_cfg, digits_classifier):
-    """A few hundred steps on digits: the domain classifier finds the requested digit far above chance (10%)."""
+    """A few hundred steps on digits: the domain classifier finds the requested digit far above
+    chance (10%)."""
     cfg = make_cfg(
         "model=cgan",
         "model.generator.ngf=16",
