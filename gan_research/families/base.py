@@ -159,18 +159,7 @@ class AdversarialModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        for name, net, attrs in (
-            ("generator", generator, ("latent_dim", "output_shape")),
-            ("discriminator", discriminator, ("input_shape",)),
-        ):
-            missing = [a for a in attrs if not hasattr(net, a)]
-            if missing:
-                raise ConfigError(f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}")
-        if tuple(generator.output_shape) != tuple(discriminator.input_shape):
-            raise ConfigError(
-                f"model.generator produces {tuple(generator.output_shape)} but model.discriminator "
-                f"expects {tuple(discriminator.input_shape)}"
-            )
+        self.check_networks(generator, discriminator)
         if schedule.label_smoothing > 0 and not supports_label_smoothing(loss.adversarial):
             raise ConfigError(
                 f"schedule.label_smoothing={schedule.label_smoothing} needs a loss with real-label targets "
@@ -185,10 +174,13 @@ class AdversarialModule(pl.LightningModule):
         self.generator_ema: nn.Module | None = None
         if schedule.ema_decay is not None:
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
-        gen = torch.Generator().manual_seed(sample_seed)
-        self.register_buffer(
-            "fixed_noise", torch.randn(num_fixed_samples, generator.latent_dim, generator=gen)
-        )
+        self.num_fixed_samples = num_fixed_samples
+        self.sample_seed = sample_seed
+        if self.latent_input:
+            gen = torch.Generator().manual_seed(sample_seed)
+            self.register_buffer(
+                "fixed_noise", torch.randn(num_fixed_samples, generator.latent_dim, generator=gen)
+            )
         # Counts D updates (not part of global_step) for lazy regularisation; saved in checkpoints.
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
         # Host-side copy of d_updates, so the lazy-regularisation test needs no device sync per
@@ -197,6 +189,26 @@ class AdversarialModule(pl.LightningModule):
         self.last_step_logs: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- checks
+    # Whether G maps noise (B, latent_dim) to samples. Image-to-image families (pix2pix,
+    # CycleGAN) map images to images: no latent, no fixed noise batch.
+    latent_input: bool = True
+
+    def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        """The networks' contract (``gan_research.networks``): G has ``latent_dim`` and
+        ``output_shape``, D has ``input_shape`` and scores what G produces."""
+        for name, net, attrs in (
+            ("generator", generator, ("latent_dim", "output_shape")),
+            ("discriminator", discriminator, ("input_shape",)),
+        ):
+            missing = [a for a in attrs if not hasattr(net, a)]
+            if missing:
+                raise ConfigError(f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}")
+        if tuple(generator.output_shape) != tuple(discriminator.input_shape):
+            raise ConfigError(
+                f"model.generator produces {tuple(generator.output_shape)} but model.discriminator "
+                f"expects {tuple(discriminator.input_shape)}"
+            )
+
     def check_data(self, datamodule: Any) -> None:
         """Fail before training when the networks cannot model the dataset's samples."""
         data_shape = tuple(datamodule.sample_shape)
