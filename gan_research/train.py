@@ -189,7 +189,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         err.status_written = True  # type: ignore[attr-defined]  # by the finally block below
         raise
     except BaseException as err:
-        reason = f"{type(err).__name__}: {err}"
+        signals = [c.received for c in callbacks if isinstance(c, PreemptionCheckpoint) and c.received]
+        if isinstance(err, SystemExit) and signals:
+            # The scheduler's own handler (submitit's requeue) exits once our checkpoint is saved:
+            # the job is requeued, not failed, and resumes from that checkpoint.
+            status, reason = "interrupted", f"{signals[0]} (requeued, exit {err.code})"
+        else:
+            reason = f"{type(err).__name__}: {err}"
         err.status_written = True  # type: ignore[attr-defined]
         raise
     finally:

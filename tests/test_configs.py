@@ -25,7 +25,12 @@ def options(group: str) -> list[str]:
 
 
 # The dataset each model option is paired with for instantiation.
-MODEL_DATA = {"mlp": "ring8", "seed_fashion": "fashion_mnist"}  # the others: digits
+MODEL_DATA = {
+    "mlp": "ring8",
+    "seed_fashion": "fashion_mnist",
+    "pix2pix": "digits_edges",
+    "cyclegan": "digits_inverted",
+}  # the others: digits
 
 
 def test_every_group_of_design_md_exists():
@@ -62,7 +67,7 @@ def test_loss_options_instantiate(make_cfg, loss):
 @pytest.mark.parametrize("dataset", options("dataset"))
 def test_dataset_options_instantiate(make_cfg, dataset, tmp_path):
     overrides = [f"dataset={dataset}"]
-    if dataset == "image_folder":
+    if "folder" in dataset:
         overrides.append(f"dataset.root={tmp_path}")
     dm = instantiate(make_cfg(*overrides).dataset)
     assert isinstance(dm, pl.LightningDataModule)

@@ -4,8 +4,10 @@ launcher, failure tolerance, rerun skipping, Optuna, and the W&B agent's command
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,74 @@ def test_submitit_local_launcher_runs_the_job_and_a_rerun_skips_it(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     for job in ("0", "1"):
         assert len(_status_lines(tmp_path / "cluster" / job)) == 1
+
+
+def _submitit_task_pid(cwd: Path) -> int | None:
+    """The pid of the job's task process (what submitit's controller signals at its time limit)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            here = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"SUBMITIT_LOCAL_GLOBALID=0" in environ and here == str(cwd):
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the task process through /proc")
+def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finishes(tmp_path):
+    """The SLURM path's preemption: submitit's time-limit signal (SIGUSR2, sent by the local
+    executor's controller as by SLURM) makes the job save last.ckpt, submitit requeues it, and
+    the requeued job resumes from that checkpoint under resume=auto and finishes."""
+    cmd = [
+        str(BIN / "gan-train"),
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "experiment=ring8_gan",
+        "schedule.max_steps=300",
+        "metrics=none",
+        "trainer.log_every_n_steps=20",
+        "callbacks.samples.every_n_steps=0",
+        "model.generator.hidden_dim=16",
+        "model.discriminator.hidden_dim=16",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "hydra.sweep.dir=cluster",
+    ]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "GAN_LOG_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    run_dir = tmp_path / "cluster" / "0"
+    try:
+        deadline = time.time() + 240
+        pid = None
+        # Wait until the job trains (a logged step), then send what the controller sends at the limit.
+        while time.time() < deadline:
+            if (run_dir / "metrics.jsonl").exists() and read_records(run_dir / "metrics.jsonl"):
+                pid = _submitit_task_pid(tmp_path)
+                if pid is not None:
+                    break
+            time.sleep(0.2)
+        assert pid is not None, "the submitit task never started training"
+        os.kill(pid, signal.SIGUSR2)
+        _, stderr = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    statuses = _status_lines(run_dir)
+    assert [s["status"] for s in statuses] == ["interrupted", "finished"], statuses
+    interrupted_at = statuses[0]["step"]
+    assert 0 < interrupted_at < 300 and statuses[1]["step"] == 300
+    # The requeued task started again and went on from the checkpoint, not from step 0.
+    steps = [r["step"] for r in read_records(run_dir / "metrics.jsonl") if "status" not in r and "step" in r]
+    after = steps[steps.index(max(s for s in steps if s <= interrupted_at)) + 1 :]
+    assert after and min(after) > interrupted_at
+    logs = "".join(p.read_text() for p in (tmp_path / "cluster" / ".submitit").rglob("*.err"))
+    assert "Caught signal SIGUSR2" in logs and "Restored all states from the checkpoint" in logs
+    assert "requeued" in statuses[0]["reason"]

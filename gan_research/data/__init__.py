@@ -1,4 +1,5 @@
-"""LightningDataModules: embedded (2-D mixtures, sklearn digits), torchvision, image folders."""
+"""LightningDataModules: embedded (2-D mixtures, sklearn digits), torchvision, image folders,
+image-to-image translation (paired and unpaired folders, embedded digits tasks)."""
 
 from gan_research.data.base import GANDataModule, InMemoryDataset
 from gan_research.data.digits import DigitsDataModule
@@ -10,10 +11,19 @@ from gan_research.data.torchvision_datasets import (
     MNISTDataModule,
     TorchvisionDataModule,
 )
+from gan_research.data.translation import (
+    DigitsEdgesDataModule,
+    DigitsInvertedDataModule,
+    PairedFolderDataModule,
+    TranslationDataModule,
+    UnpairedFolderDataModule,
+)
 
 __all__ = [
     "CIFAR10DataModule",
     "DigitsDataModule",
+    "DigitsEdgesDataModule",
+    "DigitsInvertedDataModule",
     "FashionMNISTDataModule",
     "GANDataModule",
     "GaussianMixture2D",
@@ -21,6 +31,9 @@ __all__ = [
     "ImageFolderDataModule",
     "InMemoryDataset",
     "MNISTDataModule",
+    "PairedFolderDataModule",
     "RingMixture",
     "TorchvisionDataModule",
+    "TranslationDataModule",
+    "UnpairedFolderDataModule",
 ]

@@ -14,8 +14,11 @@ from gan_research.networks.conditional import (
 )
 from gan_research.networks.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator
 from gan_research.networks.mlp import MLPDiscriminator, MLPGenerator
+from gan_research.networks.patchgan import PatchGANDiscriminator
+from gan_research.networks.resnet_generator import ResnetGenerator
 from gan_research.networks.sagan import SAGANDiscriminator, SAGANGenerator, SelfAttention
 from gan_research.networks.seed_fashion import SeedFashionDiscriminator, SeedFashionGenerator
+from gan_research.networks.unet import UNetGenerator
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -26,9 +29,12 @@ __all__ = [
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "PatchGANDiscriminator",
+    "ResnetGenerator",
     "SAGANDiscriminator",
     "SAGANGenerator",
     "SeedFashionDiscriminator",
     "SeedFashionGenerator",
     "SelfAttention",
+    "UNetGenerator",
 ]
