@@ -55,3 +55,52 @@ def test_config_instantiates(tmp_path: Path) -> None:
     cfg = OmegaConf.merge(root, {"dataset": OmegaConf.load(CONF_DIR / "digits.yaml")})
     dm = instantiate(cfg.dataset)
     assert isinstance(dm, DigitsDataModule) and dm.sample_shape == (1, 32, 32)
+
+
+def test_default_keeps_every_digit_for_training() -> None:
+    dm = DigitsDataModule(image_size=8)
+    assert dm.test_set is None
+    dm.setup()
+    assert len(dm.train_set) == 1797 and torch.equal(dm.train_indices, torch.arange(1797))
+    assert dm.test_set is None and len(dm.test_indices) == 0
+
+
+def test_held_out_split_is_stratified_disjoint_and_removed_from_training() -> None:
+    full = DigitsDataModule(image_size=8)
+    dm = DigitsDataModule(image_size=8, test_fraction=0.2)
+    counts = full.train_set.y.bincount()
+    expected_test = torch.tensor([round(0.2 * int(n)) for n in counts])
+    test, train = dm.test_set, dm.train_set
+    assert torch.equal(test.y.bincount(minlength=10), expected_test)
+    assert torch.equal(train.y.bincount(minlength=10), counts - expected_test)
+    assert len(test) == int(expected_test.sum()) == 359 and len(train) == 1797 - 359
+    train_idx, test_idx = set(dm.train_indices.tolist()), set(dm.test_indices.tolist())
+    assert not train_idx & test_idx and train_idx | test_idx == set(range(1797))
+    assert torch.equal(train.x, full.train_set.x[dm.train_indices])
+    assert torch.equal(test.x, full.train_set.x[dm.test_indices])
+    assert torch.equal(test.y, full.train_set.y[dm.test_indices])
+    # Training batches come from the training part only.
+    x, _ = next(iter(dm.train_dataloader()))
+    assert all(any(torch.equal(row, t) for t in train.x) for row in x[:4])
+
+
+def test_held_out_split_is_reproducible_from_its_own_seed() -> None:
+    def split(**kwargs) -> torch.Tensor:
+        dm = DigitsDataModule(image_size=8, test_fraction=0.2, **kwargs)
+        dm.setup()
+        return dm.test_indices
+
+    assert torch.equal(split(), split())
+    assert torch.equal(split(seed=5), split(seed=6))  # the run's seed does not move the split
+    assert not torch.equal(split(split_seed=0), split(split_seed=1))
+
+
+@pytest.mark.parametrize("value", [-0.1, 0.95, 1.0, True, "0.2"])
+def test_bad_test_fraction_is_a_config_error(value) -> None:
+    with pytest.raises(ConfigError, match=rf"digits.test_fraction={value!r} is invalid.*\[0, 0.9\]"):
+        DigitsDataModule(test_fraction=value)
+
+
+def test_config_default_has_no_held_out_split(tmp_path: Path) -> None:
+    cfg = OmegaConf.load(CONF_DIR / "digits.yaml")
+    assert cfg.test_fraction == 0.0 and cfg.split_seed == 0
