@@ -51,6 +51,13 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
     try:
         return instantiate(node, **kwargs)
     except InterpolationKeyError as err:
+        if "dataset.channels_a" in str(err) or "dataset.channels_b" in str(err):
+            raise ConfigError(
+                f"model={_choice('model')} translates images between two domains and needs a "
+                f"translation dataset, but dataset={_choice('dataset')} has one domain. Use "
+                "digits_edges or paired_folder (paired: pix2pix, cyclegan), digits_inverted or "
+                "unpaired_folder (unpaired: cyclegan)"
+            ) from None
         if "dataset." in str(err):
             raise ConfigError(
                 f"model={_choice('model')} reads a key that dataset={_choice('dataset')} does not have "

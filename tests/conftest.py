@@ -36,6 +36,30 @@ TINY_MODEL = {
     "cgan_projection": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
     "acgan": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
     "sagan": ["model.generator.ngf=8", "model.discriminator.ndf=8", "dataset.batch_size=8"],
+    "sgan": [
+        "model.generator.ngf=8",
+        "model.discriminator.ndf=8",
+        "dataset.batch_size=8",
+        "dataset.test_fraction=0.2",
+    ],
+    # 32 px digit tasks: a U-Net of 5 levels, a 2-layer PatchGAN on the (edges, digit) pair.
+    "pix2pix": [
+        "dataset=digits_edges",
+        "model.generator.num_downs=5",
+        "model.generator.ngf=8",
+        "model.discriminator.input_channels=2",
+        "model.discriminator.n_layers=2",
+        "model.discriminator.ndf=8",
+        "dataset.batch_size=4",
+    ],
+    "cyclegan": [
+        "dataset=digits_inverted",
+        "model.generator.a_to_b.ngf=8",
+        "model.generator.a_to_b.n_blocks=2",
+        "model.discriminator.d_a.ndf=8",
+        "model.discriminator.d_a.n_layers=2",
+        "dataset.batch_size=4",
+    ],
 }
 
 

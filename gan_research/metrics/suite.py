@@ -121,6 +121,12 @@ class MetricSuite:
     # ------------------------------------------------------------ choosing
     @staticmethod
     def _kind(datamodule: Any) -> str:
+        if hasattr(datamodule, "paired") and hasattr(datamodule, "a_shape"):
+            # Its batches are (domain A, domain B) pairs, not (images, labels).
+            raise ConfigError(
+                f"dataset '{getattr(datamodule, 'name', datamodule)}' holds image pairs for translation; "
+                "its metrics are metrics=translation (L1, PSNR, SSIM, cycle error, FID of translations)"
+            )
         if getattr(datamodule, "name", None) == "stacked_digits":
             return "stacked"
         if hasattr(datamodule, "modes") and tuple(datamodule.sample_shape) == (2,):
