@@ -55,6 +55,7 @@ class Schedule:
         value (seed 003: skip D training when its loss is already too low).
     d_reg_every: apply D regularisers every k D updates, scaled by k (lazy
         regularisation, Karras et al. 2020, Sec. 3.1).
+    g_reg_every: the same for G regularisers (StyleGAN2's path-length penalty: every 4).
     ema_decay: decay of an exponential moving average of G's weights
         (Yazıcı et al. 2019); ``None`` disables it. Samples and evaluation use
         the EMA generator when it exists.
@@ -75,6 +76,7 @@ class Schedule:
     instance_noise_anneal_steps: int = 0
     d_skip_threshold: float | None = None
     d_reg_every: int = 1
+    g_reg_every: int = 4
     ema_decay: float | None = None
     ema_start_step: int = 0
     lr_decay: str = "none"
@@ -106,6 +108,7 @@ class Schedule:
                 ">= 0",
             ),
             (self.d_reg_every >= 1, "d_reg_every", self.d_reg_every, "an int >= 1"),
+            (self.g_reg_every >= 1, "g_reg_every", self.g_reg_every, "an int >= 1"),
             (
                 self.ema_decay is None or 0 < self.ema_decay < 1,
                 "ema_decay",
