@@ -408,6 +408,22 @@ class TranslationDataModule(GANDataModule):
             generator=torch.Generator().manual_seed(self.seed + 1),
         )
 
+    def first_validation_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` validation pairs ``(a, b)`` in the fixed order (fewer if there are fewer):
+        the fixed grids' inputs and the evaluation's samples of the translation families."""
+        a_chunks, b_chunks, have = [], [], 0
+        # Reading the loader must not move the training RNG stream (exact resume, comparable runs).
+        with torch.random.fork_rng(devices=[]):
+            for a, b in self.val_dataloader():
+                a_chunks.append(a)
+                b_chunks.append(b)
+                have += len(a)
+                if have >= n:
+                    break
+        if not a_chunks:
+            raise DataError(f"dataset '{self.name}' has no validation pairs")
+        return torch.cat(a_chunks)[:n], torch.cat(b_chunks)[:n]
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, paired={self.paired}, a_shape={self.a_shape}, "

@@ -369,7 +369,7 @@ class CycleGAN(AdversarialModule):
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and self.fixed_a is None:
-            self.set_fixed_batch(*validation_pairs(datamodule, self.num_fixed_samples))
+            self.set_fixed_batch(*datamodule.first_validation_pairs(self.num_fixed_samples))
 
     def set_fixed_batch(self, a: Tensor, b: Tensor) -> None:
         """The validation images of the grids (kept on the host)."""
@@ -398,28 +398,10 @@ class CycleGAN(AdversarialModule):
         """G(a) of the first ``n`` validation A images (the split repeated when it is smaller)."""
         if self._trainer is None or self.trainer.datamodule is None:
             raise RuntimeError("sample_for_evaluation needs the trainer's translation datamodule")
-        a, _ = validation_pairs(self.trainer.datamodule, n)
+        a, _ = self.trainer.datamodule.first_validation_pairs(n)
         if len(a) < n:
             a = a.repeat((n + len(a) - 1) // len(a), 1, 1, 1)[:n]
         return torch.cat([self.translate(chunk) for chunk in a.split(256)])
-
-
-def validation_pairs(datamodule: Any, n: int) -> tuple[Tensor, Tensor]:
-    """The first ``n`` (a, b) validation images in the datamodule's fixed order (fewer if it has fewer)."""
-    a_chunks, b_chunks, have = [], [], 0
-    # Reading the loader must not move the training RNG stream (exact resume, comparable runs).
-    with torch.random.fork_rng(devices=[]):
-        for batch in datamodule.val_dataloader():
-            a_chunks.append(batch[0])
-            b_chunks.append(batch[1])
-            have += len(batch[0])
-            if have >= n:
-                break
-    if not a_chunks:
-        raise RuntimeError(
-            f"dataset '{getattr(datamodule, 'name', datamodule)}' yielded no validation images"
-        )
-    return torch.cat(a_chunks)[:n], torch.cat(b_chunks)[:n]
 
 
 def _run_eval(net: nn.Module, x: Tensor) -> Tensor:

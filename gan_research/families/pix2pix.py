@@ -263,7 +263,7 @@ class Pix2Pix(AdversarialModule):
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and self.fixed_a is None:
-            self.set_fixed_batch(*first_pairs(datamodule, self.num_fixed_samples))
+            self.set_fixed_batch(*datamodule.first_validation_pairs(self.num_fixed_samples))
 
     def set_fixed_batch(self, a: Tensor, b: Tensor) -> None:
         """The validation pairs of the sample grid (kept on the host)."""
@@ -288,24 +288,10 @@ class Pix2Pix(AdversarialModule):
         """Translations of the first ``n`` validation inputs (the split repeated when it is smaller)."""
         if self.trainer is None or self.trainer.datamodule is None:
             raise RuntimeError("sample_for_evaluation needs the trainer's paired datamodule")
-        a, _ = first_pairs(self.trainer.datamodule, n)
+        a, _ = self.trainer.datamodule.first_validation_pairs(n)
         if len(a) < n:
             a = a.repeat((n + len(a) - 1) // len(a), 1, 1, 1)[:n]
         return torch.cat([self.translate(chunk) for chunk in a.split(256)])
-
-
-def first_pairs(datamodule: Any, n: int) -> tuple[Tensor, Tensor]:
-    """The first ``n`` (a, b) validation pairs, in the datamodule's fixed order (fewer if it has fewer)."""
-    a_chunks, b_chunks, have = [], [], 0
-    for batch in datamodule.val_dataloader():
-        a_chunks.append(batch[0])
-        b_chunks.append(batch[1])
-        have += len(batch[0])
-        if have >= n:
-            break
-    if not a_chunks:
-        raise RuntimeError(f"dataset '{getattr(datamodule, 'name', datamodule)}' yielded no validation pairs")
-    return torch.cat(a_chunks)[:n], torch.cat(b_chunks)[:n]
 
 
 def as_channels(x: Tensor, channels: int) -> Tensor:

@@ -105,6 +105,9 @@ class Pairs(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(drop_last=False)
 
+    def first_validation_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a[:n], self.b[:n]
+
     def _loader(self, drop_last: bool) -> DataLoader:
         # Its own generator, as GANDataModule's: iterating does not draw from the global RNG.
         return DataLoader(
