@@ -77,6 +77,13 @@ class FastPath(pl.Callback):
 
     def check(self, model: Any, datamodule: Any) -> None:
         """Refuse combinations that cannot work, before the run writes anything."""
+        allowed = tuple(getattr(model, "compilable", COMPILABLE))
+        refused = [name for name in self.compile if name not in allowed]
+        if refused:
+            raise ConfigError(
+                f"callbacks.fast_path.compile={list(self.compile)}: {type(model).__name__} cannot compile "
+                f"{refused} (see its `compilable`); it can compile {list(allowed) or 'nothing'}"
+            )
         if "discriminator" in self.compile and getattr(model.objective, "regularizers", None):
             raise ConfigError(
                 f"callbacks.fast_path.compile includes the discriminator, but loss regularisers "

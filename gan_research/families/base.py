@@ -195,6 +195,10 @@ class AdversarialModule(pl.LightningModule):
     # Whether G maps noise (B, latent_dim) to samples. Image-to-image families (pix2pix,
     # CycleGAN) map images to images: no latent, no fixed noise batch.
     latent_input: bool = True
+    # The networks ``torch.compile`` speeds up (``callbacks.fast_path.compile``): those the family
+    # calls only through their forward. nn.Module.compile swaps the forward alone, so a network
+    # used through other methods (StyleGAN's mapping/synthesis) would run uncompiled.
+    compilable: tuple[str, ...] = ("generator", "discriminator")
 
     def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
         """The networks' contract (``gan_research.networks``): G has ``latent_dim`` and

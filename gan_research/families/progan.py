@@ -125,6 +125,9 @@ class ProGAN(GAN):
         **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
     """
 
+    # stage and alpha are Python values: a compiled network would recompile at every fade step.
+    compilable: tuple[str, ...] = ()
+
     def __init__(
         self,
         *args: Any,

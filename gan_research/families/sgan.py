@@ -88,6 +88,9 @@ class SemiSupervisedGAN(GAN):
         **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
     """
 
+    # Feature matching calls D's body (net.features) directly, which nn.Module.compile does not reach.
+    compilable: tuple[str, ...] = ("generator",)
+
     def __init__(
         self,
         *args: Any,

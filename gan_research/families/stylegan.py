@@ -57,6 +57,9 @@ class StyleGAN(GAN):
         **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
     """
 
+    # G is called through mapping/synthesis, which nn.Module.compile does not reach.
+    compilable: tuple[str, ...] = ("discriminator",)
+
     def __init__(
         self,
         *args: Any,
@@ -110,7 +113,8 @@ class StyleGAN(GAN):
         num_ws = ws.shape[1]
         if self.mixing_prob > 0 and num_ws > 1 and torch.rand(()).item() < self.mixing_prob:
             crossover = int(torch.randint(1, num_ws, ()).item())
-            ws_other = self.generator.mapping(self.sample_latent(z.shape[0]))
+            # As stylegan2-ada (skip_w_avg_update): only the main latents move the average of w.
+            ws_other = self.generator.mapping(self.sample_latent(z.shape[0]), update_w_avg=False)
             ws = mix_styles(ws, ws_other, crossover)
         return ws
 
@@ -172,7 +176,11 @@ class StyleGAN(GAN):
         return gen.mapping(z.to(self.device), truncation_psi=truncation_psi, update_w_avg=False)
 
     def grid_samples(self) -> tuple[Tensor, None]:
-        return self.synthesize(self.styles(self.fixed_noise, self.truncation_psi), noise_mode="random"), None
+        # Per-layer noise drawn on rank 0 only (the grid callback) would move its RNG away from the
+        # other processes' and break DDP's identical global draws: the grid's noise is forked.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            ws = self.styles(self.fixed_noise, self.truncation_psi)
+            return self.synthesize(ws, noise_mode="random"), None
 
     def extra_grids(self) -> dict[str, tuple[Tensor, int]]:
         """``style_mixing`` (StyleGAN Fig. 3) and ``truncation`` (StyleGAN Fig. 8), from the fixed noise.

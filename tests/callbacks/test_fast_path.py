@@ -117,3 +117,16 @@ def test_data_on_device_is_a_no_op_on_cpu(make_cfg):
     trainer = instantiate(cfg.trainer, callbacks=[FastPath(data_on_device=True)], logger=False)
     trainer.fit(objs["model"], datamodule=objs["datamodule"])
     assert objs["datamodule"].train_set.x is data_before
+
+
+@pytest.mark.parametrize(
+    ("model", "network"),
+    [("stylegan2", "generator"), ("progan", "discriminator"), ("sgan", "discriminator")],
+)
+def test_networks_a_family_calls_past_their_forward_are_not_compiled(make_cfg, model, network):
+    """nn.Module.compile swaps the forward only: StyleGAN's mapping/synthesis, ProGAN's stage and
+    alpha arguments and SGAN's feature matching would silently run uncompiled or recompile."""
+    cfg = make_cfg(f"model={model}", f"callbacks.fast_path.compile=[{network}]")
+    with pytest.raises(ConfigError, match=rf"cannot compile \['{network}'\]"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "metrics.jsonl").exists()
