@@ -12,7 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from gan_research.train import train
 from gan_research.utils.jsonl_logger import read_records
 
 BIN = Path(sys.executable).parent
@@ -133,3 +137,33 @@ def _losses_after_status(run_dir: Path) -> list[tuple[int, tuple[float, float]]]
         for r in records[first_status + 1 :]
         if "train/d_loss" in r
     ]
+
+
+class LateSigterm(pl.Callback):
+    """Marks SIGTERM as received after PreemptionCheckpoint's batch-end check of step ``at``: the
+    race where Lightning raises SIGTERMException at the end of the step before the callback saw it."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.at:
+            trainer._signal_connector.received_sigterm = True
+
+
+def test_sigterm_after_the_callbacks_check_still_saves_a_checkpoint(make_cfg):
+    cfg = make_cfg(
+        "model=mlp",
+        "dataset=ring8",
+        "schedule.max_steps=8",
+        "callbacks.model_checkpoint.every_n_train_steps=1000",
+        "+callbacks.zz_late_sigterm._target_=tests.test_resume.LateSigterm",
+        "+callbacks.zz_late_sigterm.at=5",
+    )
+    with pytest.raises(SIGTERMException):
+        train(cfg)
+    run = Path(cfg.paths.output_dir)
+    status = [r for r in read_records(run / "metrics.jsonl") if "status" in r]
+    assert status[-1]["status"] == "interrupted" and status[-1]["step"] == 5
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 5

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class PreemptionCheckpoint(pl.Callback):
         self.signals = tuple(signals)
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
+        self._saved_step: int | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # Signal handlers can only be installed from the main thread (not in a joblib/loky thread).
@@ -56,16 +58,26 @@ class PreemptionCheckpoint(pl.Callback):
         requested = self.received or ("SIGTERM" if trainer.received_sigterm else None)
         if requested is None:
             return
-        path = self.last_checkpoint_path(trainer)
-        if path is not None:
-            trainer.save_checkpoint(path)
-            log.warning("%s received: saved %s at step %d", requested, path, trainer.global_step)
+        self._save(trainer, requested)
         trainer.should_stop = True
         # A handler that was there before ours (submitit's requeue on SLURM) runs now, after the
         # checkpoint is on disk, instead of killing the step half-way.
         previous = self._previous.get(getattr(self, "_received_signum", -1))
         if callable(previous):
             previous(self._received_signum, None)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        # A SIGTERM that lands after this callback's batch-end check is raised by Lightning as
+        # SIGTERMException at the end of that same (completed) step: save here, before teardown.
+        if isinstance(exception, SIGTERMException) and self._saved_step != trainer.global_step:
+            self._save(trainer, "SIGTERM")
+
+    def _save(self, trainer: pl.Trainer, requested: str) -> None:
+        path = self.last_checkpoint_path(trainer)
+        if path is not None:
+            trainer.save_checkpoint(path)
+            self._saved_step = trainer.global_step
+            log.warning("%s received: saved %s at step %d", requested, path, trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         for signum, previous in self._previous.items():
