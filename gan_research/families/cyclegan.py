@@ -76,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_research.callbacks.samples import grid_rows
 from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule
 from gan_research.losses.adversarial import AdversarialLoss, LeastSquaresLoss
@@ -386,13 +387,13 @@ class CycleGAN(AdversarialModule):
         """A | G(A) | F(G(A)), a fixed validation image per row (3 images a row)."""
         a, _ = self._fixed()
         fake_b = self.translate(a)
-        return _rows(a.to(self.device), fake_b, self.translate_back(fake_b)), 3
+        return grid_rows(a.to(self.device), fake_b, self.translate_back(fake_b)), 3
 
     def extra_grids(self) -> dict[str, tuple[Tensor, int]]:
         """``b_to_a``: B | F(B) | G(F(B)), a fixed validation image per row."""
         _, b = self._fixed()
         fake_a = self.translate_back(b)
-        return {"b_to_a": (_rows(b.to(self.device), fake_a, self.translate(fake_a)), 3)}
+        return {"b_to_a": (grid_rows(b.to(self.device), fake_a, self.translate(fake_a)), 3)}
 
     def sample_for_evaluation(self, n: int) -> Tensor:
         """G(a) of the first ``n`` validation A images (the split repeated when it is smaller)."""
@@ -411,10 +412,3 @@ def _run_eval(net: nn.Module, x: Tensor) -> Tensor:
         return net(x)
     finally:
         net.train(was_training)
-
-
-def _rows(*columns: Tensor) -> Tensor:
-    """Images of the columns interleaved a row at a time; grey repeated to RGB beside RGB."""
-    channels = max(c.shape[1] for c in columns)
-    columns = tuple(c.expand(-1, channels, -1, -1) if c.shape[1] == 1 else c for c in columns)
-    return torch.stack(columns, dim=1).flatten(0, 1)

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_research.callbacks.samples import grid_rows
 from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule
 
@@ -279,10 +280,7 @@ class Pix2Pix(AdversarialModule):
                 "pix2pix's grid needs validation pairs: fit first, or call set_fixed_batch(a, b)"
             )
         a, b = self.fixed_a, self.fixed_b
-        out = self.translate(a).cpu()
-        channels = max(a.shape[1], b.shape[1])
-        rows = torch.stack([as_channels(x, channels) for x in (a, out, b)], dim=1)  # (k, 3, C, H, W)
-        return rows.flatten(0, 1), 3
+        return grid_rows(a, self.translate(a).cpu(), b), 3
 
     def sample_for_evaluation(self, n: int) -> Tensor:
         """Translations of the first ``n`` validation inputs (the split repeated when it is smaller)."""
@@ -292,10 +290,3 @@ class Pix2Pix(AdversarialModule):
         if len(a) < n:
             a = a.repeat((n + len(a) - 1) // len(a), 1, 1, 1)[:n]
         return torch.cat([self.translate(chunk) for chunk in a.split(256)])
-
-
-def as_channels(x: Tensor, channels: int) -> Tensor:
-    """Grey → RGB by repetition when ``channels`` asks for more; other counts unchanged."""
-    if x.shape[1] == channels or x.shape[1] != 1:
-        return x
-    return x.expand(-1, channels, -1, -1)
