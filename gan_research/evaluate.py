@@ -3,109 +3,447 @@
 The run is rebuilt from its own ``.hydra/config.yaml`` (DESIGN.md: tools read
 the run directory, never private state); the checkpoint is loaded with
 ``weights_only=True``; the metrics are the run's ``MetricSuite`` with the
-settings of the ``metrics`` group given to ``gan-eval``. For a class-conditional
-model the JSON also holds ``per_class``: the per-class class accuracy and
-intra-FID behind ``metrics``' ``val/class_accuracy_*`` and ``val/intra_fid_*``.
+settings of the ``metrics`` group given to ``gan-eval``, or for an image-translation
+run (pix2pix, CycleGAN: models with ``translate``) the ``TranslationMetrics`` of
+``metrics=translation``. For a class-conditional model the JSON also holds
+``per_class``: the per-class class accuracy and intra-FID behind ``metrics``'
+``val/class_accuracy_*`` and ``val/intra_fid_*``.
+
+Issue 13: the run directory is data of unknown origin, so only allow-listed ``_target_``s
+of its config are instantiated (:mod:`gan_research.utils.safe_config`) and no file in it
+is unpickled beyond tensors (item 4); every bad input is one ``error: ...`` line on
+stderr, exit code 2, and nothing is created: Hydra writes no output directory or log
+file (``conf/eval.yaml``), and only a successful evaluation writes its JSON (item 5).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import os
+import re
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException, InstantiationException, MissingConfigException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError
 from gan_research.metrics.suite import MetricSuite
+from gan_research.metrics.translation import TranslationMetrics
 from gan_research.train import CONFIG_DIR
+from gan_research.utils.safe_config import (
+    ALLOWED_TARGET_PREFIXES,
+    check_targets,
+    checked_node,
+    load_weights_only,
+    one_line,
+)
 
 log = logging.getLogger(__name__)
 
-# Keys of the metrics group that belong to the training-time callback, not to the suite.
-_CALLBACK_ONLY = ("_target_", "every_n_steps", "stop_on_collapse")
+CONFIG_NAME = "eval"
+# Keys of the metrics group that belong to the training-time callback, not to the metrics.
+_CALLBACK_ONLY = ("_target_", "every_n_steps", "stop_on_collapse", "eval_at_start")
+# The metrics options of conf/metrics/ that apply to each kind of run.
+GENERATION_METRICS: tuple[str, ...] = ("default", "inception")
+TRANSLATION_METRICS: tuple[str, ...] = ("translation",)
+_TRANSLATION_CALLBACK = "TranslationEvaluation"
+_USAGE = "gan-eval run_dir=outputs/runs/<name>/<time> [checkpoint=last.ckpt] [metrics=default]"
+_DEVICE_CHOICES = "auto, cpu, cuda, cuda:<index>, mps"
 
 
-def load_run_config(run_dir: Path) -> DictConfig:
+def _metric_options() -> str:
+    return ", ".join(f"metrics={m}" for m in (*GENERATION_METRICS, *TRANSLATION_METRICS))
+
+
+# --------------------------------------------------------------------------- the request
+
+
+def _as_text(value: Any, key: str, example: str) -> str:
+    """A path-like option given on the command line (Hydra parses ``run_dir=2024`` as an int)."""
+    if value is None or isinstance(value, (bool, DictConfig, ListConfig, list, dict)) or str(value) == "":
+        raise ConfigError(f"{key}={value!r} is invalid: expected a path, e.g. {key}={example}")
+    return str(value)
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``device`` (auto, cpu, cuda, cuda:N, mps) as a torch device that exists on this machine."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={device!r} is invalid; valid: {_DEVICE_CHOICES}")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={device} is not available here ({torch.cuda.device_count()} CUDA devices); "
+            "use device=cpu or device=auto"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device=mps is not available here; use device=cpu or device=auto")
+    return dev
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} is invalid: expected an integer, e.g. seed=0")
+    return seed
+
+
+def checkpoint_path(run_dir: Path, checkpoint: Any) -> Path:
+    """The checkpoint file: ``checkpoint`` itself when absolute, else ``<run_dir>/checkpoints/<checkpoint>``.
+
+    Raises:
+        CheckpointError: no such file, listing the run's checkpoints.
+    """
+    name = _as_text(checkpoint, "checkpoint", "last.ckpt")
+    path = Path(name) if Path(name).is_absolute() else run_dir / "checkpoints" / name
+    if not path.is_file():
+        available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        problem = "is a directory, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise CheckpointError(
+            f"checkpoint={name}: {path} {problem}; available in {run_dir / 'checkpoints'}: "
+            f"{', '.join(available) or 'none'}"
+        )
+    return path
+
+
+def load_run_config(run_dir: Path, allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES) -> DictConfig:
+    """The run's own ``.hydra/config.yaml``, its ``_target_``s checked against ``allowed_targets``.
+
+    Raises:
+        ConfigError: ``run_dir`` is missing, not a run directory, or its config is unreadable
+            or names a ``_target_`` outside :data:`~gan_research.utils.safe_config.ALLOWED_TARGET_PREFIXES`.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        problem = "is a file, not a run directory" if run_dir.exists() else "does not exist"
+        raise ConfigError(f"run_dir={run_dir} {problem}; {_USAGE}")
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a run directory: {path} is missing")
-    cfg = OmegaConf.load(path)
+        raise ConfigError(
+            f"run_dir={run_dir} is not a run directory: {path} is missing (gan-train writes it into "
+            f"every run); {_USAGE}"
+        )
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # YAML errors, unreadable files, undecodable bytes
+        raise ConfigError(
+            f"run_dir={run_dir}: {path} is not a readable config ({one_line(str(err))})"
+        ) from None
+    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
+        raise ConfigError(f"run_dir={run_dir}: {path} is not a gan-train run config (it has no model)")
+    check_targets(cfg, str(path), prefixes=allowed_targets)
     with open_dict(cfg):
         # ${hydra:...} only resolves inside the run's own app; pin what it meant.
+        cfg.paths = cfg.get("paths") or {}
         cfg.paths.output_dir = str(run_dir)
         cfg.name = run_dir.name
     return cfg
 
 
-def evaluate_checkpoint(
-    run_dir: str | Path, checkpoint: str, metrics: DictConfig, device: str = "auto", seed: int = 0
-) -> dict[str, Any]:
-    """Rebuild a run's model and data, load ``checkpoint`` and compute ``metrics`` on it."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    ckpt_path = Path(checkpoint)
-    if not ckpt_path.is_absolute():
-        ckpt_path = run_dir / "checkpoints" / checkpoint
-    if not ckpt_path.is_file():
-        available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
-        raise CheckpointError(
-            f"checkpoint {ckpt_path} does not exist; available in {run_dir}: {available or 'none'}"
+def _output_path(run_dir: Path, checkpoint: Path, out: Any) -> Path:
+    """Where the JSON goes; refused now (not after a long evaluation) when it cannot be written."""
+    path = (
+        Path(_as_text(out, "out", "result.json"))
+        if out is not None
+        else run_dir / "eval" / f"{checkpoint.stem}.json"
+    )
+    if path.is_dir():
+        raise ConfigError(f"out={path} is a directory; name a file, e.g. out={path / 'result.json'}")
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"out={path} cannot be written ({existing} is not a writable directory); choose out=..."
         )
-    pl.seed_everything(seed, verbose=False)
-    model = instantiate(cfg.model)
+    return path
+
+
+def check_request(cfg: DictConfig) -> None:
+    """Every cheap check of a ``gan-eval`` command, before Hydra runs or anything is loaded."""
+    if OmegaConf.is_missing(cfg, "run_dir"):
+        raise ConfigError(f"run_dir is required: {_USAGE}")
+    run_dir = Path(_as_text(cfg.run_dir, "run_dir", "outputs/runs/<name>/<time>"))
+    resolve_device(cfg.device)
+    _check_seed(cfg.seed)
+    if not cfg.get("metrics"):
+        raise ConfigError(f"metrics=none evaluates nothing; choose one of {_metric_options()}")
+    load_run_config(run_dir)
+    ckpt = checkpoint_path(run_dir, cfg.checkpoint)
+    _output_path(run_dir, ckpt, cfg.get("out"))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _instantiate(node: DictConfig, what: str, source: str, allowed: Sequence[str]) -> Any:
+    """Instantiate an allow-listed node of the run config; errors as one line naming ``what``."""
+    # Resolved and checked here, right before use: the whole-file check saw ${...} unresolved.
+    safe = checked_node(node, source, what, prefixes=allowed)
     try:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, EOFError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {ckpt_path} does not fit the run's model: {err}") from err
-    datamodule = instantiate(cfg.dataset)
+        return instantiate(safe)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, GanResearchError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(f"{source}: could not rebuild the run's {what} ({one_line(str(err))})") from None
+
+
+def _expected_types(param: inspect.Parameter) -> tuple[type, ...] | None:
+    """The types a metrics setting accepts, from its default or its annotation; None: unchecked."""
+    default = param.default
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float):
+        return (int, float)
+    if isinstance(default, str):
+        return (str,)
+    names = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),)}
+    parts = [p.strip() for p in str(param.annotation).split("|")]
+    if param.annotation is inspect.Parameter.empty or not all(p in names for p in parts):
+        return None
+    return tuple(t for p in parts for t in names[p])
+
+
+def check_settings(cls: type, settings: Mapping[str, Any]) -> None:
+    """Refuse ``metrics.<key>`` values ``cls`` does not take, naming the key and what it expects."""
+    params = dict(inspect.signature(cls.__init__).parameters)
+    for key, value in settings.items():
+        param = params.get(key)
+        if param is None:
+            valid = [p for p in params if p not in ("self", "datamodule")]
+            raise ConfigError(f"metrics.{key} is not a setting of {cls.__name__}; valid: {', '.join(valid)}")
+        expected = _expected_types(param)
+        if expected is None:
+            continue
+        wrong_bool = isinstance(value, bool) and bool not in expected
+        if wrong_bool or not isinstance(value, expected):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+            raise ConfigError(f"metrics.{key}={value!r} is invalid: expected {names}")
+
+
+def _is_translation_metrics(metrics: DictConfig) -> bool:
+    return str(metrics.get("_target_", "")).endswith(_TRANSLATION_CALLBACK)
+
+
+def _check_metrics_fit(model: Any, metrics: DictConfig, run_dir: Path, cfg: DictConfig) -> bool:
+    """True for a translation run; refuses a metrics option that does not apply to the run."""
+    translates = callable(getattr(model, "translate", None))
+    model_name = str(cfg.model.get("_target_", type(model).__name__)).rsplit(".", 1)[-1]
+    if translates and not _is_translation_metrics(metrics):
+        raise ConfigError(
+            f"run_dir={run_dir} is an image-translation run ({model_name}): the chosen metrics option "
+            f"scores unconditional samples; use {', '.join(f'metrics={m}' for m in TRANSLATION_METRICS)}"
+        )
+    if not translates and _is_translation_metrics(metrics):
+        raise ConfigError(
+            f"metrics=translation scores image-translation runs (pix2pix, cyclegan), but run_dir={run_dir} "
+            f"is a {model_name} run; use {', '.join(f'metrics={m}' for m in GENERATION_METRICS)}"
+        )
+    return translates
+
+
+def _load_state(ckpt_path: Path, model: Any) -> dict[str, Any]:
+    state = load_weights_only(
+        ckpt_path, what="checkpoint", fix="gan-eval reads checkpoints written by gan-train"
+    )
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(f"checkpoint {ckpt_path} is not a gan-train checkpoint (no state_dict)")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {ckpt_path} does not fit the run's model: {one_line(str(err), 240)}"
+        ) from None
+    return state
+
+
+def evaluate_checkpoint(
+    run_dir: str | Path,
+    checkpoint: str,
+    metrics: DictConfig,
+    device: str = "auto",
+    seed: int = 0,
+    *,
+    allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES,
+) -> dict[str, Any]:
+    """Rebuild a run's model and data, load ``checkpoint`` and compute ``metrics`` on it.
+
+    ``allowed_targets``: the packages whose classes the run config may instantiate (tests
+    that build runs of their own classes extend it).
+
+    Raises:
+        ConfigError, CheckpointError, DataError: one line naming the bad input; nothing written.
+    """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    seed = _check_seed(seed)
+    if not metrics:
+        raise ConfigError(f"metrics=none evaluates nothing; choose one of {_metric_options()}")
+    cfg = load_run_config(run_dir, allowed_targets)
+    source = str(run_dir / ".hydra" / "config.yaml")
+    ckpt_path = checkpoint_path(run_dir, checkpoint)
+    pl.seed_everything(seed, verbose=False)
+    model = _instantiate(cfg.model, "model", source, allowed=allowed_targets)
+    translation = _check_metrics_fit(model, metrics, run_dir, cfg)
+    state = _load_state(ckpt_path, model)
+    datamodule = _instantiate(cfg.dataset, "dataset", source, allowed=allowed_targets)
     settings = {
         k: v for k, v in OmegaConf.to_container(metrics, resolve=True).items() if k not in _CALLBACK_ONLY
     }
-    suite = MetricSuite(datamodule, **settings)
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    check_settings(TranslationMetrics if translation else MetricSuite, settings)
     model.to(dev)
     started = time.perf_counter()
-    # Images, or (images, labels) from a class-conditional family (class accuracy, intra-FID).
-    results = suite.evaluate(model.sample_for_evaluation, dev)
-    extra = {"per_class": suite.last_per_class} if suite.last_per_class else {}
+    extra: dict[str, Any] = {}
+    if translation:
+        scorer = TranslationMetrics(datamodule, **settings)
+        results = scorer.evaluate(model.translate, getattr(model, "translate_back", None), dev)
+        num_samples = len(scorer.a)
+    else:
+        suite = MetricSuite(datamodule, **settings)
+        # Images, or (images, labels) from a class-conditional family (class accuracy, intra-FID).
+        results = suite.evaluate(model.sample_for_evaluation, dev)
+        num_samples = suite.num_samples
+        scorer = suite
+        if suite.last_per_class:
+            extra["per_class"] = suite.last_per_class
     return {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt_path),
         "step": int(state.get("global_step", -1)),
-        "generator": "ema" if model.generator_ema is not None else "generator",
-        "num_samples": suite.num_samples,
-        "feature_network": suite.feature_network,
+        "generator": "ema" if getattr(model, "generator_ema", None) is not None else "generator",
+        "num_samples": num_samples,
+        "feature_network": scorer.feature_network,
         "seconds": round(time.perf_counter() - started, 3),
         "metrics": results,
         **extra,
     }
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
+# --------------------------------------------------------------------------- command line
+
+
+def _hydra_flags_only(args: Any) -> bool:
+    """Hydra's informational flags and modes, which evaluate nothing: left to Hydra as they are."""
+    return bool(
+        args.help
+        or args.hydra_help
+        or args.version
+        or args.shell_completion
+        or args.experimental_rerun
+        or args.multirun
+        or args.config_path
+        or args.config_name
+        or args.config_dir
+    )
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
     try:
-        if not cfg.get("metrics"):
-            raise ConfigError("gan-eval needs a metrics option (metrics=default or metrics=inception)")
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=CONFIG_NAME, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _override_key(override: str) -> str:
+    return re.split(r"[=@]", override.lstrip("+~"), maxsplit=1)[0]
+
+
+def _unknown_key_message(key: str, overrides: list[str]) -> str:
+    """``key`` is not in the config: name it and the keys valid where it was put."""
+    parent, _, _ = key.rpartition(".")
+    try:
+        cfg = _compose([o for o in overrides if _override_key(o) != key])
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except (HydraException, OmegaConfBaseException):
+        node = None
+    where = f"{parent}." if parent else ""
+    if isinstance(node, DictConfig):
+        valid = ", ".join(f"{where}{k}" for k in node if k != "_target_")
+        return f"{key} is not a key of gan-eval's config; valid keys: {valid}"
+    return f"{key} is not a key of gan-eval's config"
+
+
+def composition_error(err: Exception, overrides: list[str]) -> str:
+    """One line for an error of Hydra's composition: the bad override and the valid choices."""
+    if isinstance(err, MissingConfigException) and err.options is not None and err.missing_cfg_file:
+        group, _, option = str(err.missing_cfg_file).rpartition("/")
+        return f"{group}={option} is not an option; valid options: {', '.join(err.options)}"
+    text = str(err)
+    missing_key = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"Could not append to config\. An item is already at '([^']+)'", text
+    )
+    if missing_key and "not in struct" in text:
+        return _unknown_key_message(missing_key.group(1), overrides)
+    return one_line(text)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=CONFIG_NAME)
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        check_request(cfg)
         result = evaluate_checkpoint(cfg.run_dir, cfg.checkpoint, cfg.metrics, cfg.device, cfg.seed)
+        run_dir = Path(str(cfg.run_dir))
+        out = _output_path(run_dir, Path(result["checkpoint"]), cfg.get("out"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole or not at all: a half-written JSON would look like a result.
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, out)
     except GanResearchError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err), 2000)}", file=sys.stderr)
         sys.exit(2)
-    out = Path(cfg.out) if cfg.out else Path(cfg.run_dir) / "eval" / f"{Path(cfg.checkpoint).stem}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as err:
+        print(f"error: could not write the result: {one_line(str(err))}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(result["metrics"], indent=2))
     log.info("wrote %s", out)
+
+
+def main() -> None:
+    """The ``gan-eval`` console script (issue 13, item 5: one clear error, nothing written).
+
+    The command line is composed and checked first (Hydra's unknown options and keys,
+    a missing ``run_dir``, a directory that is not a run, a missing checkpoint), each
+    refusal one ``error: ...`` line and exit code 2 before Hydra's app starts; then the
+    Hydra app runs, so ``--help``, ``--cfg``, ``--info`` and ``-m`` behave as in any Hydra app.
+    """
+    args, _unknown = get_args_parser().parse_known_args(sys.argv[1:])
+    if not _hydra_flags_only(args):
+        overrides = list(args.overrides)
+        try:
+            cfg = _compose(overrides)
+            if not (args.cfg or args.info):
+                check_request(cfg)
+        except (HydraException, OmegaConfBaseException) as err:
+            print(f"error: {composition_error(err, overrides)}", file=sys.stderr)
+            sys.exit(2)
+        except GanResearchError as err:
+            print(f"error: {one_line(str(err), 2000)}", file=sys.stderr)
+            sys.exit(2)
+    _hydra_main()
 
 
 if __name__ == "__main__":

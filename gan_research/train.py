@@ -7,8 +7,11 @@ written, so a bad command leaves nothing that looks like a run.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,19 +23,35 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra._internal.utils import get_args_parser
+from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import InterpolationKeyError
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from gan_research.callbacks.checkpoint import (
+    AtomicCheckpointIO,
+    check_fits,
+    load_checkpoint_safely,
+    remove_partial_saves,
+    resume_candidate,
+)
 from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.callbacks.preemption import PreemptionCheckpoint
 from gan_research.errors import ConfigError, GanResearchError
+from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.families.base import rng_states
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
+from gan_research.utils.run_dir import (
+    RunLock,
+    config_differences,
+    describe_differences,
+    read_recorded_config,
+    write_run_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,45 +97,92 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
 RESUME_MODES = ("auto", "never")
 # Outcomes a rerun of the same job would only reproduce: a sweep rerun skips them.
 ENDED = ("finished", "diverged")
+LOG_FILE = "train.log"
 
 
-def _resolve_resume(run_dir: Path, cfg: DictConfig) -> str | None:
-    """The checkpoint to start from: ``ckpt_path``, or the run directory's own ``last.ckpt``.
-
-    Never trains over another run's checkpoints: with ``resume=never`` an
-    occupied run directory is an error; with ``resume=auto`` the run continues
-    from its last checkpoint (a requeued cluster job, a sweep rerun).
-    """
+def _check_run_keys(cfg: DictConfig) -> None:
+    """Top-level keys of conf/train.yaml, checked before they reach code that would misread them."""
     resume = cfg.get("resume", "auto")
     if resume not in RESUME_MODES:
         raise ConfigError(f"resume={resume!r} is invalid; valid values: {list(RESUME_MODES)}")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r} is invalid: expected an integer in [0, 2**32)")
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads={threads!r} is invalid: expected null or an integer >= 1")
+    allow = cfg.get("allow_config_change", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"allow_config_change={allow!r} is invalid: expected true or false")
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not isinstance(ckpt_path, str):
+        raise ConfigError(f"ckpt_path={ckpt_path!r} is invalid: expected the path of a .ckpt file")
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """The run directory can be created and written (checked without creating anything)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"hydra.run.dir={run_dir} is a file, not a directory; choose another hydra.run.dir")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} cannot be created: {existing} is a file; choose another hydra.run.dir"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} is not writable ({existing} refuses writes); choose another "
+            "hydra.run.dir or set GAN_LOG_DIR to a writable folder"
+        )
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    ckpt_dir = run_dir / "checkpoints"
+    return (run_dir / METRICS_FILE).is_file() or (ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt")))
+
+
+def _resolve_resume(run_dir: Path, cfg: DictConfig, model: torch.nn.Module) -> tuple[str | None, list[str]]:
+    """The checkpoint to start from (``ckpt_path``, or the run directory's own), and notes to print.
+
+    Never trains over another run's checkpoints: with ``resume=never`` an occupied run
+    directory is an error; with ``resume=auto`` the run continues from ``last.ckpt`` (a
+    requeued cluster job, a sweep rerun), or from the newest intact checkpoint when
+    ``last.ckpt`` does not load. Every candidate is loaded with ``weights_only=True`` and
+    checked against the model's weights here, before anything is written.
+    """
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None:
-        if not Path(ckpt_path).is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
-        return str(ckpt_path)
+        what = f"ckpt_path={ckpt_path}"
+        check_fits(load_checkpoint_safely(ckpt_path, what), model, what)
+        return str(ckpt_path), []
     ckpt_dir = run_dir / "checkpoints"
-    if not (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
-        return None
-    last = ckpt_dir / "last.ckpt"
-    if resume == "never" or not last.is_file():
+    has_checkpoints = ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt"))
+    if not has_checkpoints:
+        return None, []
+    if cfg.get("resume", "auto") == "never":
         raise ConfigError(
             f"run directory {run_dir} already holds checkpoints; resume with "
-            f"ckpt_path={last} (or resume=auto), or choose another hydra.run.dir"
+            f"ckpt_path={ckpt_dir / 'last.ckpt'} (or resume=auto), or choose another hydra.run.dir"
         )
-    log.info("resuming %s from %s", run_dir, last)
-    return str(last)
+    point = resume_candidate(ckpt_dir, model)
+    assert point is not None
+    notes = [f"resuming {run_dir} from {point.path} (step {point.step})"]
+    if point.skipped:
+        notes.insert(0, f"checkpoint(s) that do not load were skipped: {'; '.join(point.skipped)}")
+    return str(point.path), notes
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate and validate everything a run needs; writes nothing to disk."""
     run_dir = Path(cfg.paths.output_dir)
-    ckpt_path = _resolve_resume(run_dir, cfg)
+    _check_run_keys(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     # The model first: it validates the schedule, so errors name the keys users set (schedule.n_critic).
     model = _instantiate(cfg.model, "the model")
+    ckpt_path, notes = _resolve_resume(run_dir, cfg, model)
     datamodule = _instantiate(cfg.dataset, "the dataset", batches_per_step=model.schedule.n_critic)
     model.check_data(datamodule)
     # Reads and validates the dataset files now, so missing/corrupt data fails before training.
@@ -134,23 +200,42 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": run_dir,
         "evaluation": evaluation,
         "ckpt_path": ckpt_path,
+        "notes": notes,
     }
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run as configured; return its status, final metrics and objects.
+def prepare(cfg: DictConfig) -> dict[str, Any]:
+    """Every check a run can fail on bad input, and everything it trains with; writes nothing.
 
-    With ``resume=auto`` a run directory whose run already ended (finished or
-    diverged) is not trained again: the result is ``status="skipped"`` with the
-    metrics of its final status line, so a rerun sweep reports every job.
+    Returns ``{"status": "skipped", ...}`` for a run directory whose run already ended
+    (finished or diverged) with this configuration and ``resume=auto``; otherwise the
+    objects :func:`run` trains with. A run directory that holds a run of another
+    configuration is refused (unless ``allow_config_change=true``), and so is one that
+    another live process is training into.
     """
+    _check_run_keys(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    _check_run_dir(run_dir)
+    RunLock.check_free(run_dir)
+    recorded = read_recorded_config(run_dir) if _holds_a_run(run_dir) else None
+    diffs = config_differences(recorded, cfg) if recorded is not None else []
+    if diffs and not cfg.get("allow_config_change", False):
+        raise ConfigError(
+            f"run directory {run_dir} holds a run of another configuration ({describe_differences(diffs)}). "
+            "Choose another hydra.run.dir for these settings, or continue that run with them with "
+            "allow_config_change=true (its previous config.yaml is kept beside the new one)"
+        )
     previous = last_status_record(run_dir / METRICS_FILE)
     auto = cfg.get("resume", "auto") == "auto" and cfg.get("ckpt_path") is None
-    if auto and previous is not None and previous["status"] in ENDED:
-        log.info("skipping %s: it already %s at step %s", run_dir, previous["status"], previous.get("step"))
+    if auto and not diffs and previous is not None and previous["status"] in ENDED:
         metrics = {k: v for k, v in previous.items() if "/" in k and isinstance(v, (int, float))}
-        return {"status": "skipped", "previous_status": previous["status"], "metrics": metrics}
+        return {
+            "status": "skipped",
+            "previous_status": previous["status"],
+            "previous_step": previous.get("step"),
+            "run_dir": run_dir,
+            "metrics": metrics,
+        }
     objects = build(cfg)
     callbacks = [
         _instantiate(c, "a callback") for c in (cfg.get("callbacks") or {}).values() if c is not None
@@ -166,9 +251,95 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     if objects["evaluation"] is not None:
         callbacks.append(objects["evaluation"])
-    loggers: list[Any] = [JsonlLogger(run_dir)]
-    loggers += [_instantiate(c, "a logger") for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: pl.Trainer = _instantiate(cfg.trainer, "the trainer", callbacks=callbacks, logger=loggers)
+    # Checkpoints are written atomically and read back with weights_only=True (callbacks.checkpoint).
+    plugins = [*(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
+    # External loggers write files as they are made (W&B's run id): added in run(), once accepted.
+    trainer: pl.Trainer = _instantiate(
+        cfg.trainer, "the trainer", callbacks=callbacks, logger=[JsonlLogger(run_dir)], plugins=plugins
+    )
+    return {
+        "status": "ready",
+        "trainer": trainer,
+        "callbacks": callbacks,
+        "diffs": diffs,
+        "previous_step": previous.get("step") if previous else None,
+        **objects,
+    }
+
+
+def train(cfg: DictConfig, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one run as configured; return its status, final metrics and objects.
+
+    With ``resume=auto`` a run directory whose run already ended (finished or
+    diverged) is not trained again: the result is ``status="skipped"`` with the
+    metrics of its final status line, so a rerun sweep reports every job.
+    ``prepared``: the result of :func:`prepare` for this ``cfg`` (``gan-train`` checks
+    a command before Hydra creates the run directory, and hands its work on).
+    """
+    prepared = prepared if prepared is not None else prepare(cfg)
+    if prepared["status"] == "skipped":
+        log.info(
+            "skipping %s: it already %s at step %s",
+            prepared["run_dir"],
+            prepared["previous_status"],
+            prepared["previous_step"],
+        )
+        return {"status": "skipped", "previous_status": prepared["previous_status"], "metrics": prepared["metrics"]}
+    run_dir: Path = prepared["run_dir"]
+    trainer: pl.Trainer = prepared["trainer"]
+    callbacks = prepared["callbacks"]
+    lock = RunLock(run_dir)
+    lock.acquire()
+    file_log = _attach_file_log(run_dir)
+    try:
+        removed = remove_partial_saves(run_dir / "checkpoints")
+        if removed:
+            log.warning("removed %d partial checkpoint file(s) of a killed save: %s", len(removed), removed)
+        for note in prepared["notes"]:
+            log.warning("%s", note) if "skipped" in note else log.info("%s", note)
+        _record_config(cfg, run_dir, prepared)
+        trainer.loggers = [
+            *trainer.loggers,
+            *(_instantiate(c, "a logger") for c in (cfg.get("logger") or {}).values() if c is not None),
+        ]
+        return _fit(cfg, prepared, trainer, callbacks, run_dir)
+    finally:
+        lock.release()
+        _detach_file_log(file_log)
+
+
+def _record_config(cfg: DictConfig, run_dir: Path, prepared: dict[str, Any]) -> None:
+    """``.hydra/`` for a new run, or, after an allowed change, the new config beside the old one."""
+    diffs = prepared["diffs"]
+    if (run_dir / ".hydra" / "config.yaml").is_file() and not diffs:
+        return
+    keep = None
+    if diffs:
+        step = prepared.get("previous_step")
+        keep = f"until_step_{int(step):07d}" if isinstance(step, int) else f"until_{time.strftime('%Y%m%d-%H%M%S')}"
+        log.warning("configuration changed (allow_config_change=true): %s", describe_differences(diffs, 50))
+    hydra_cfg = HydraConfig.instance().cfg if HydraConfig.initialized() else None
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    write_run_config(run_dir, cfg, hydra_cfg, overrides, keep)
+
+
+def _attach_file_log(run_dir: Path) -> logging.Handler:
+    # Hydra's job logging has no file handler here (conf/hydra/default.yaml), so that a refused
+    # command writes nothing: the run's train.log starts once the run is accepted.
+    handler = logging.FileHandler(run_dir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _detach_file_log(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+
+
+def _fit(
+    cfg: DictConfig, objects: dict[str, Any], trainer: pl.Trainer, callbacks: list[Any], run_dir: Path
+) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
@@ -179,7 +350,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     objects["model"].rng_at_train_start(rng_states())
     status, reason, started = "failed", None, time.time()
     try:
-        trainer.fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=objects["ckpt_path"])
+        trainer.fit(
+            objects["model"], datamodule=objects["datamodule"], ckpt_path=objects["ckpt_path"], weights_only=True
+        )
         stopped_early = trainer.max_steps > 0 and trainer.global_step < trainer.max_steps
         signals = [c.received for c in callbacks if isinstance(c, PreemptionCheckpoint) and c.received]
         preempted = signals[0] if signals else None
@@ -219,7 +392,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 },
             )
         _finish_wandb(status, reason)
-    return {"status": status, "metrics": metrics, "trainer": trainer, **objects}
+    return {**objects, "status": status, "metrics": metrics, "trainer": trainer}
 
 
 def _finish_wandb(status: str, reason: str | None) -> None:
@@ -262,24 +435,34 @@ def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
+# The work of the command-line check, handed to the Hydra job it ran ahead of (same config).
+_PREPARED: dict[str, Any] = {}
+
+
+def _prepared_key(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Train; return ``optimized_metric``.
+def _app(cfg: DictConfig) -> float | None:
+    """The Hydra job: train; return ``optimized_metric``.
 
     In a multirun one job's failure must not stop the sweep: the job is
     recorded as failed (or diverged) in its run directory and W&B, the error is
     logged, NaN is returned, and Hydra goes on with the next job.
     """
+    prepared = _PREPARED.pop(_prepared_key(cfg), None)
     try:
-        result = train(cfg)
+        result = train(cfg, prepared)
     except (GanResearchError, TrainingDiverged) as err:
-        # One clear line for bad input or divergence instead of a traceback.
-        log.error("%s", err)
         if _is_multirun():
+            log.error("%s", err)
             _record_failure(cfg, err)
             return math.nan if cfg.get("optimized_metric") else None
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2 if isinstance(err, GanResearchError) else 1)
+        if isinstance(err, GanResearchError):
+            _remove_if_empty(Path(cfg.paths.output_dir))
+        # One clear line for bad input or divergence instead of a traceback.
+        _exit_with_error(str(err), 2 if isinstance(err, GanResearchError) else 1)
     except Exception as err:
         if not _is_multirun():
             raise
@@ -287,6 +470,100 @@ def main(cfg: DictConfig) -> float | None:
         _record_failure(cfg, err)
         return math.nan if cfg.get("optimized_metric") else None
     return _objective(cfg, result["metrics"])
+
+
+def _exit_with_error(message: str, code: int = 2) -> None:
+    # Exactly one line, whatever the message's own layout.
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    sys.exit(code)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    # Hydra makes the run directory before the job starts; a refused job leaves no empty husk.
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
+
+
+def _informational(args: Any) -> bool:
+    return bool(
+        args.help
+        or args.hydra_help
+        or args.cfg
+        or args.info
+        or args.shell_completion
+        or args.resolve
+        or args.package
+        or args.experimental_rerun
+        or args.config_path
+        or args.config_name
+        or args.config_dir
+    )
+
+
+def _compose_command(overrides: list[str]) -> tuple[DictConfig, Path] | None:
+    """The task config and run directory ``gan-train`` would use (None for a multirun config)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="train"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    if str(cfg.hydra.get("mode")) == "RunMode.MULTIRUN":
+        return None
+    HydraConfig.instance().set_config(cfg)
+    run_dir = Path(os.path.abspath(str(OmegaConf.select(cfg, "hydra.run.dir"))))
+    with read_write(cfg.hydra.runtime), open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    task_cfg = copy.deepcopy(cfg)
+    with open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg, run_dir
+
+
+def _compose_base() -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="train"):
+        return compose(config_name="train")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``gan-train``: check the command, then run it as a Hydra app.
+
+    A single run is composed and fully checked (config values, data, checkpoints,
+    the run directory's owner and recorded config) before Hydra creates the run
+    directory, so bad input prints one ``error:`` line, exits 2 and writes nothing;
+    a run that already ended is reported and left untouched. Multiruns check each
+    job in its own directory (a failed job is recorded there, so the sweep lists it).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = get_args_parser().parse_args(argv)
+    if not (args.multirun or _informational(args)):
+        try:
+            composed = _compose_command(args.overrides)
+            if composed is not None:
+                task_cfg, run_dir = composed
+                prepared = prepare(task_cfg)
+        except GanResearchError as err:
+            _exit_with_error(str(err))
+        except (HydraException, OmegaConfBaseException) as err:
+            _exit_with_error(hydra_error_message(err, args.overrides, _compose_base))
+        finally:
+            GlobalHydra.instance().clear()
+        if composed is not None:
+            if prepared["status"] == "skipped":
+                print(
+                    f"{run_dir} already {prepared['previous_status']} at step {prepared['previous_step']}: "
+                    "nothing to do (choose another hydra.run.dir to train again)"
+                )
+                return
+            _PREPARED[_prepared_key(task_cfg)] = prepared
+            # The run directory was resolved now (its time stamp included): pin it for Hydra.
+            argv = [a for a in argv if not a.startswith("hydra.run.dir=")]
+            argv.append("hydra.run.dir=" + _quote_override(str(run_dir)))
+    sys.argv = [sys.argv[0], *argv]
+    _app()
+
+
+def _quote_override(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _record_failure(cfg: DictConfig, err: BaseException) -> None:

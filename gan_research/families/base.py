@@ -84,8 +84,7 @@ class Schedule:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.betas_g = tuple(float(b) for b in self.betas_g)  # type: ignore[assignment]
-        self.betas_d = tuple(float(b) for b in self.betas_d)  # type: ignore[assignment]
+        self._coerce_types()
         checks = [
             (self.lr_g > 0, "lr_g", self.lr_g, "a positive float"),
             (self.lr_d > 0, "lr_d", self.lr_d, "a positive float"),
@@ -123,6 +122,49 @@ class Schedule:
                 raise ConfigError(f"schedule.{key}={value!r} is invalid: expected {valid}")
         if self.extra:
             raise ConfigError(f"unknown schedule keys {sorted(self.extra)}; valid keys: {schedule_keys()}")
+
+    # Type of each key as written in a config: a wrong type (schedule.lr_g=abc) is one error naming
+    # the key, not a TypeError from deep inside a comparison or an optimiser.
+    _FLOATS = (
+        "lr_g",
+        "lr_d",
+        "label_smoothing",
+        "label_flip_prob",
+        "instance_noise",
+        "lr_decay_start",
+    )
+    _INTS = ("n_critic", "max_steps", "instance_noise_anneal_steps", "d_reg_every", "g_reg_every", "ema_start_step")
+    _OPTIONAL_FLOATS = ("d_skip_threshold", "ema_decay")
+
+    def _coerce_types(self) -> None:
+        def bad(key: str, value: Any, valid: str) -> ConfigError:
+            return ConfigError(f"schedule.{key}={value!r} is invalid: expected {valid}")
+
+        for key in self._FLOATS + self._OPTIONAL_FLOATS:
+            value = getattr(self, key)
+            if value is None and key in self._OPTIONAL_FLOATS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad(key, value, "a number" + (" or null" if key in self._OPTIONAL_FLOATS else ""))
+            if not np.isfinite(value):
+                raise bad(key, value, "a finite number")
+            setattr(self, key, float(value))
+        for key in self._INTS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+                raise bad(key, value, "an integer")
+            setattr(self, key, int(value))
+        for key in ("betas_g", "betas_d"):
+            value = getattr(self, key)
+            ok = isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, str)
+            items = list(value) if ok else []
+            if not ok or len(items) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in items
+            ):
+                raise bad(key, value if not ok else items, "two floats in [0, 1), e.g. [0.5, 0.999]")
+            setattr(self, key, tuple(float(b) for b in items))
+        if not isinstance(self.lr_decay, str):
+            raise bad("lr_decay", self.lr_decay, f"one of {list(LR_DECAYS)}")
 
     @classmethod
     def create(cls, **kwargs: Any) -> Schedule:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import re
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from torch.utils.data import Dataset, default_collate
 
 from gan_research.data.base import check_positive_int, convert_channels
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError
+from gan_research.utils.safe_config import describe_load_error
 
 __all__ = [
     "DomainClassifier",
@@ -448,10 +448,10 @@ def load_classifier(
         )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as err:
+    except Exception as err:  # weights_only=True refuses objects; damaged files fail in many ways
         raise CheckpointError(
-            f"domain classifier checkpoint {path} could not be read ({type(err).__name__}: {err}); it is "
-            f"corrupt or not a classifier checkpoint. Recreate it with `{command}`"
+            f"domain classifier checkpoint {path} could not be read: {describe_load_error(err)}. "
+            f"Recreate it with `{command}`"
         ) from err
     required = ("state_dict", "hparams", "dataset", "sha256", "test_accuracy")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:

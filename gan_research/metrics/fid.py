@@ -30,6 +30,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_research.errors import CheckpointError, ConfigError, DataError
+from gan_research.utils.safe_config import describe_load_error
 
 METRIC_KINDS: tuple[str, ...] = ("fid", "kid", "is")
 _REAL_STATES: tuple[str, ...] = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
@@ -350,8 +351,9 @@ def load_or_compute_real_stats(
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # a damaged file fails in many ways (IndexError, EOFError, ...)
+            # weights_only=True: a planted cache file is refused, never run (issue 13, item 4).
             raise CheckpointError(
-                f"FID real-statistics cache {path} is unreadable ({type(err).__name__}); "
+                f"FID real-statistics cache {path} is unreadable: {describe_load_error(err)}; "
                 "delete it to recompute."
             ) from err
         expected = {"format": _CACHE_FORMAT, "network": net.name, "num_features": net.num_features}

@@ -10,12 +10,20 @@ published ones.
 Our machines have no internet, so the weights are never downloaded here: they are
 looked for in the config, the ``GAN_INCEPTION_WEIGHTS`` variable and the torch hub
 cache, and a missing file is an error saying where to get it and where to put it.
+
+The file is read by this module with ``torch.load(weights_only=True)`` (issue 13, item 4:
+nothing that loads a file runs code), never by torch-fidelity, whose loader unpickles
+with ``weights_only=False``: a planted file in any of the three places would run code.
+Its SHA-256 cannot be checked instead: only the first 8 hex digits (``6726825d``, the
+file name's suffix) are published, and tests use fabricated files of the same name.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,6 +34,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 from gan_research.errors import CheckpointError, ConfigError
+from gan_research.utils.safe_config import describe_load_error, one_line
 
 #: Where torch-fidelity publishes the weights (the file its own download would fetch).
 INCEPTION_WEIGHTS_URL: str = URL_INCEPTION_V3
@@ -48,12 +57,12 @@ def hub_weights_path() -> Path:
 
 
 def _how_to_get_it() -> str:
+    # One line: command-line tools print errors as a single `error: ...` line.
     return (
-        f"This machine cannot download it. On a machine with internet, download\n"
-        f"  {INCEPTION_WEIGHTS_URL}\n"
-        f"and copy it to {hub_weights_path()} (the torch hub cache; $TORCH_HOME moves it),\n"
-        f"or anywhere and set {INCEPTION_WEIGHTS_ENV}=/path/to/{INCEPTION_WEIGHTS_FILENAME} "
-        f"or {INCEPTION_WEIGHTS_KEY}=/path/to/{INCEPTION_WEIGHTS_FILENAME}."
+        f"This machine cannot download it: on a machine with internet, download "
+        f"{INCEPTION_WEIGHTS_URL} and copy it to {hub_weights_path()} (the torch hub cache; "
+        f"$TORCH_HOME moves it), or anywhere and set {INCEPTION_WEIGHTS_ENV}=/path/to/"
+        f"{INCEPTION_WEIGHTS_FILENAME} or {INCEPTION_WEIGHTS_KEY}=/path/to/{INCEPTION_WEIGHTS_FILENAME}."
     )
 
 
@@ -64,7 +73,7 @@ def _named_file(raw: str, source: str) -> Path:
         return path
     problem = "is a directory, not a file" if path.is_dir() else "does not exist"
     raise InceptionWeightsError(
-        f"{source}={raw}: the InceptionV3 weights file {path} {problem}.\n"
+        f"{source}={raw}: the InceptionV3 weights file {path} {problem}. "
         f"Expected torch-fidelity's {INCEPTION_WEIGHTS_FILENAME}. {_how_to_get_it()}"
     )
 
@@ -91,11 +100,58 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
     if cached.is_file():
         return cached
     raise InceptionWeightsError(
-        f"InceptionV3 weights file {INCEPTION_WEIGHTS_FILENAME} not found. Looked at:\n"
-        f"  - {INCEPTION_WEIGHTS_KEY}: not set\n"
-        f"  - ${INCEPTION_WEIGHTS_ENV}: not set\n"
-        f"  - torch hub cache: {cached} (missing)\n"
-        f"{_how_to_get_it()}"
+        f"InceptionV3 weights file {INCEPTION_WEIGHTS_FILENAME} not found. Looked at: "
+        f"{INCEPTION_WEIGHTS_KEY} (not set), ${INCEPTION_WEIGHTS_ENV} (not set), "
+        f"the torch hub cache {cached} (missing). {_how_to_get_it()}"
+    )
+
+
+def _bad_weights_file(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not torch-fidelity's InceptionV3 weights file {INCEPTION_WEIGHTS_FILENAME}: "
+        f"{problem}. Replace it with a fresh copy of {INCEPTION_WEIGHTS_URL}."
+    )
+
+
+def load_inception_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """The weights file's state dict, read with ``torch.load(weights_only=True)``.
+
+    Issue 13, item 4: the file may come from anywhere (a config key, a variable, a hub
+    cache anyone could have written); unpickling only tensors and plain containers means
+    a planted file is refused instead of run.
+
+    Raises:
+        CheckpointError: the file is unreadable, holds other objects, or is not a state dict.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged, foreign or malicious file fails in many ways
+        raise _bad_weights_file(path, describe_load_error(err)) from err
+    if not isinstance(state, Mapping):
+        raise _bad_weights_file(path, f"it holds a {type(state).__name__}, not a state dict")
+    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, Tensor))]
+    if bad:
+        raise _bad_weights_file(path, f"entries {bad[:3]!r} are not named tensors")
+    return dict(state)
+
+
+def _build_network(state: dict[str, Tensor], features: list[str]) -> NoTrainInceptionV3:
+    """torchmetrics' InceptionV3 holding ``state``, without its own loader touching any user file.
+
+    torch-fidelity's constructor insists on loading weights itself (from a path with
+    ``weights_only=False``, or from the internet). It is given an in-memory copy of the state
+    dict already read safely: a pickle this process wrote from plain tensors, so its
+    ``weights_only=False`` load has nothing foreign to run.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return NoTrainInceptionV3(
+        name="inception-v3-compat",
+        features_list=features,
+        feature_extractor_weights_path=buffer,  # type: ignore[arg-type]  # torch.load takes files too
+        antialias=False,
     )
 
 
@@ -141,21 +197,16 @@ class InceptionFeatures(nn.Module):
     def __init__(self, weights_path: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.weights_path = resolve_inception_weights(weights_path)
+        state = load_inception_state_dict(self.weights_path)
         try:
             # One network yields both outputs; "logits_unbiased" is what torch-fidelity and
             # torchmetrics feed IS (the fc layer without its bias).
-            self.net = NoTrainInceptionV3(
-                name="inception-v3-compat",
-                features_list=[str(self.num_features), "logits_unbiased"],
-                feature_extractor_weights_path=str(self.weights_path),
-                antialias=False,
-            )
-        except Exception as err:  # a damaged or foreign file fails in many ways; all mean "bad file"
-            raise CheckpointError(
-                f"{self.weights_path} could not be loaded as torch-fidelity's InceptionV3 weights "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-                f"Replace it with a fresh copy of {INCEPTION_WEIGHTS_URL}."
+            self.net = _build_network(state, [str(self.num_features), "logits_unbiased"])
+        except RuntimeError as err:  # load_state_dict: missing, unexpected or mis-shaped tensors
+            raise _bad_weights_file(
+                self.weights_path, f"its tensors do not fit the network ({one_line(str(err), 200)})"
             ) from err
+        del state
         self.requires_grad_(False)
         self._memo: tuple[weakref.ref[Tensor], int, tuple[Tensor, Tensor]] | None = None
 
