@@ -543,7 +543,8 @@ def main(argv: list[str] | None = None) -> None:
                 prepared = prepare(task_cfg)
         except GanResearchError as err:
             _exit_with_error(str(err))
-        except (HydraException, OmegaConfBaseException) as err:
+        except (HydraException, OmegaConfBaseException, ValueError) as err:
+            # ValueError: Hydra's own for some malformed overrides ("=3").
             _exit_with_error(hydra_error_message(err, args.overrides, _compose_base))
         finally:
             GlobalHydra.instance().clear()

@@ -131,8 +131,7 @@ def load_checkpoint_safely(path: str | Path, what: str) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{what} is empty (0 bytes): a save was cut off, or it is not a checkpoint")
     try:
-        # mmap: validating a large checkpoint reads only what is touched.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = _load_weights_only(path)
     except pickle.UnpicklingError as err:
         # weights_only refused a global: the file holds code or objects, not just tensors.
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -146,6 +145,15 @@ def load_checkpoint_safely(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{what} is not a Lightning checkpoint of a gan_research run (no state_dict)")
     return checkpoint
+
+
+def _load_weights_only(path: Path) -> Any:
+    # torch.save writes zip archives (since torch 1.6) and so do Lightning and this project; a
+    # file that is not one is cut off (the archive's directory is at its end) or something else.
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not in torch.save's zip format (cut off by a crash, or not a checkpoint)")
+    # mmap: validating a large checkpoint reads only what is touched.
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def check_fits(checkpoint: dict[str, Any], model: torch.nn.Module, what: str) -> None:

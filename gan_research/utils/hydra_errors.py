@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from hydra.errors import MissingConfigException
+from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 _OVERRIDE_RE = re.compile(r"Could not override '([^']+)'")
@@ -50,6 +50,9 @@ def hydra_error_message(
     to list the valid keys next to an unknown one.
     """
     text = str(err)
+    if isinstance(err, OverrideParseException):
+        detail = _one_line(text.split(" See https://")[0])
+        return f"cannot parse the override {err.override!r} (key=value; see `--help`): {detail}"
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         missing = str(err.missing_cfg_file)
         group, _, option = missing.rpartition("/")
