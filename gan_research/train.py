@@ -21,9 +21,9 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra._internal.utils import get_args_parser
 from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from gan_research.callbacks.checkpoint import (
     AtomicCheckpointIO,
@@ -42,8 +43,8 @@ from gan_research.callbacks.checkpoint import (
 from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.callbacks.preemption import PreemptionCheckpoint
 from gan_research.errors import ConfigError, GanResearchError
-from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.families.base import rng_states
+from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
 from gan_research.utils.run_dir import (
     RunLock,
@@ -216,7 +217,8 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     _check_run_keys(cfg)
     run_dir = Path(cfg.paths.output_dir)
     _check_run_dir(run_dir)
-    RunLock.check_free(run_dir)
+    if _launched_rank_zero():
+        RunLock.check_free(run_dir)
     recorded = read_recorded_config(run_dir) if _holds_a_run(run_dir) else None
     diffs = config_differences(recorded, cfg) if recorded is not None else []
     if diffs and not cfg.get("allow_config_change", False):
@@ -284,20 +286,31 @@ def train(cfg: DictConfig, prepared: dict[str, Any] | None = None) -> dict[str, 
             prepared["previous_status"],
             prepared["previous_step"],
         )
-        return {"status": "skipped", "previous_status": prepared["previous_status"], "metrics": prepared["metrics"]}
+        return {
+            "status": "skipped",
+            "previous_status": prepared["previous_status"],
+            "metrics": prepared["metrics"],
+        }
     run_dir: Path = prepared["run_dir"]
     trainer: pl.Trainer = prepared["trainer"]
     callbacks = prepared["callbacks"]
+    # Only the process that owns the run writes its record; the other DDP processes (started by
+    # Lightning's launcher, or by srun) train into the directory rank 0 holds.
+    owner = _launched_rank_zero()
     lock = RunLock(run_dir)
-    lock.acquire()
-    file_log = _attach_file_log(run_dir)
+    if owner:
+        lock.acquire()
+    file_log = _attach_file_log(run_dir) if owner else None
     try:
-        removed = remove_partial_saves(run_dir / "checkpoints")
-        if removed:
-            log.warning("removed %d partial checkpoint file(s) of a killed save: %s", len(removed), removed)
-        for note in prepared["notes"]:
-            log.warning("%s", note) if "skipped" in note else log.info("%s", note)
-        _record_config(cfg, run_dir, prepared)
+        if owner:
+            removed = remove_partial_saves(run_dir / "checkpoints")
+            if removed:
+                log.warning(
+                    "removed %d partial file(s) of a killed checkpoint save: %s", len(removed), removed
+                )
+            for note in prepared["notes"]:
+                (log.warning if "do not load" in note else log.info)("%s", note)
+            _record_config(cfg, run_dir, prepared)
         trainer.loggers = [
             *trainer.loggers,
             *(_instantiate(c, "a logger") for c in (cfg.get("logger") or {}).values() if c is not None),
@@ -305,7 +318,14 @@ def train(cfg: DictConfig, prepared: dict[str, Any] | None = None) -> dict[str, 
         return _fit(cfg, prepared, trainer, callbacks, run_dir)
     finally:
         lock.release()
-        _detach_file_log(file_log)
+        if file_log is not None:
+            _detach_file_log(file_log)
+
+
+def _launched_rank_zero() -> bool:
+    """Whether this process is rank 0 of its job, from the launch environment (RANK, LOCAL_RANK,
+    SLURM_PROCID), before any Trainer exists: Lightning reads the same variables at import."""
+    return rank_zero_only.rank == 0
 
 
 def _record_config(cfg: DictConfig, run_dir: Path, prepared: dict[str, Any]) -> None:
@@ -316,7 +336,11 @@ def _record_config(cfg: DictConfig, run_dir: Path, prepared: dict[str, Any]) -> 
     keep = None
     if diffs:
         step = prepared.get("previous_step")
-        keep = f"until_step_{int(step):07d}" if isinstance(step, int) else f"until_{time.strftime('%Y%m%d-%H%M%S')}"
+        keep = (
+            f"until_step_{int(step):07d}"
+            if isinstance(step, int)
+            else f"until_{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         log.warning("configuration changed (allow_config_change=true): %s", describe_differences(diffs, 50))
     hydra_cfg = HydraConfig.instance().cfg if HydraConfig.initialized() else None
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -351,7 +375,10 @@ def _fit(
     status, reason, started = "failed", None, time.time()
     try:
         trainer.fit(
-            objects["model"], datamodule=objects["datamodule"], ckpt_path=objects["ckpt_path"], weights_only=True
+            objects["model"],
+            datamodule=objects["datamodule"],
+            ckpt_path=objects["ckpt_path"],
+            weights_only=True,
         )
         stopped_early = trainer.max_steps > 0 and trainer.global_step < trainer.max_steps
         signals = [c.received for c in callbacks if isinstance(c, PreemptionCheckpoint) and c.received]

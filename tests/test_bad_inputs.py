@@ -186,10 +186,18 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     # Incompatible combinations.
     ("image_net_on_2d_data", ["model=dcgan", "dataset=ring8"], ["model=dcgan", "ring8", "model=mlp"]),
     ("translation_model_one_domain", ["model=pix2pix", "dataset=digits"], ["model=pix2pix", "digits_edges"]),
-    ("unpaired_model_one_domain", ["model=cyclegan", "dataset=digits"], ["model=cyclegan", "digits_inverted"]),
+    (
+        "unpaired_model_one_domain",
+        ["model=cyclegan", "dataset=digits"],
+        ["model=cyclegan", "digits_inverted"],
+    ),
     ("conditional_on_unlabelled", ["model=cgan", "dataset=ring8"], ["cgan"]),
     ("smoothing_with_wgan", ["loss=wgan", "schedule.label_smoothing=0.1"], ["label_smoothing"]),
-    ("inception_weights_missing", ["metrics=inception", "metrics.inception_weights={root}/no.pth"], ["no.pth"]),
+    (
+        "inception_weights_missing",
+        ["metrics=inception", "metrics.inception_weights={root}/no.pth"],
+        ["no.pth"],
+    ),
     # Missing, empty and corrupt data.
     ("image_folder_without_root", ["dataset=image_folder"], ["dataset.root"]),
     ("image_folder_missing", ["dataset=image_folder", "dataset.root={root}/nowhere"], ["nowhere"]),

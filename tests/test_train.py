@@ -193,7 +193,7 @@ def test_invalid_resume_mode(make_cfg):
 
 
 def test_missing_resume_checkpoint(make_cfg, tmp_path):
-    with pytest.raises(CheckpointError, match="ckpt_path=.*does not exist"):
+    with pytest.raises(CheckpointError, match=r"ckpt_path=.*does not exist"):
         train(make_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
 
 

@@ -62,7 +62,9 @@ class RunCheckpoint(ModelCheckpoint):
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints atomically (temp file, fsync, rename) and load them with ``weights_only=True``."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if "://" in str(path):
             # Remote file systems (s3://, gs://) have no rename-over; keep fsspec's path.
             super().save_checkpoint(checkpoint, path, storage_options)
@@ -84,7 +86,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_dir(path.parent)
 
     def load_checkpoint(
-        self, path: Any, map_location: Any | None = lambda storage, loc: storage, weights_only: bool | None = None
+        self,
+        path: Any,
+        map_location: Any | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
         # Always weights_only=True: Lightning passes None unless told, and None defers to the
         # environment (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns it into a full unpickler).
@@ -141,7 +146,9 @@ def load_checkpoint_safely(path: str | Path, what: str) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{what} is not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise CheckpointError(
+            f"{what} is not a readable checkpoint (truncated or corrupt?): {reason}"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{what} is not a Lightning checkpoint of a gan_research run (no state_dict)")
     return checkpoint

@@ -51,6 +51,11 @@ class PreemptionCheckpoint(pl.Callback):
             self._previous[signum] = signal.signal(signum, self._handler)
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.received:
+            # A second Ctrl-C: the user wants out now, not at the end of the step.
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            log.warning("Ctrl-C: finishing this step and saving last.ckpt (press Ctrl-C again to abort now)")
         self.received = signal.Signals(signum).name
         self._received_signum = signum
 
@@ -75,7 +80,8 @@ class PreemptionCheckpoint(pl.Callback):
     def _save(self, trainer: pl.Trainer, requested: str) -> None:
         path = self.last_checkpoint_path(trainer)
         if path is not None:
-            trainer.save_checkpoint(path)
+            # A full checkpoint (optimiser states, callbacks), saved as ModelCheckpoint saves it.
+            trainer.save_checkpoint(path, weights_only=False)
             self._saved_step = trainer.global_step
             log.warning("%s received: saved %s at step %d", requested, path, trainer.global_step)
 

@@ -133,7 +133,14 @@ class Schedule:
         "instance_noise",
         "lr_decay_start",
     )
-    _INTS = ("n_critic", "max_steps", "instance_noise_anneal_steps", "d_reg_every", "g_reg_every", "ema_start_step")
+    _INTS = (
+        "n_critic",
+        "max_steps",
+        "instance_noise_anneal_steps",
+        "d_reg_every",
+        "g_reg_every",
+        "ema_start_step",
+    )
     _OPTIONAL_FLOATS = ("d_skip_threshold", "ema_decay")
 
     def _coerce_types(self) -> None:
@@ -156,10 +163,14 @@ class Schedule:
             setattr(self, key, int(value))
         for key in ("betas_g", "betas_d"):
             value = getattr(self, key)
-            ok = isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, str)
+            ok = not isinstance(value, str) and hasattr(value, "__len__")
             items = list(value) if ok else []
-            if not ok or len(items) != 2 or not all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in items
+            if (
+                not ok
+                or len(items) != 2
+                or not all(
+                    isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in items
+                )
             ):
                 raise bad(key, value if not ok else items, "two floats in [0, 1), e.g. [0.5, 0.999]")
             setattr(self, key, tuple(float(b) for b in items))

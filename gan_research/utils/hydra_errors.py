@@ -30,13 +30,13 @@ def _valid_keys(compose_base: Callable[[], DictConfig] | None, key: str) -> str:
         return ""
     try:
         base = compose_base()
-    except Exception:  # noqa: BLE001 - the listing is a courtesy; the error is reported regardless
+    except Exception:
         return ""
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     node: Any = OmegaConf.select(base, parent) if parent else base
     if not isinstance(node, DictConfig):
         return ""
-    keys = sorted(str(k) for k in node.keys() if not str(k).startswith("_"))
+    keys = sorted(str(k) for k in node if not str(k).startswith("_"))
     where = f"of {parent}" if parent else "at the top level"
     return f"; valid keys {where}: {', '.join(keys)}"
 

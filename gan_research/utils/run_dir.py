@@ -98,7 +98,7 @@ def read_recorded_config(run_dir: Path) -> DictConfig | None:
     try:
         # OmegaConf.load parses YAML safely (no object tags) and instantiates nothing.
         cfg = OmegaConf.load(path)
-    except Exception as err:  # noqa: BLE001 - any parse failure is the same user-facing problem
+    except Exception as err:
         raise ConfigError(
             f"{path} is not readable YAML ({type(err).__name__}); the run directory's record is damaged: "
             "choose another hydra.run.dir"
@@ -109,7 +109,9 @@ def read_recorded_config(run_dir: Path) -> DictConfig | None:
 
 
 def describe_differences(diffs: list[tuple[str, Any, Any]], limit: int = 8) -> str:
-    shown = "; ".join(f"{k}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}" for k, a, b in diffs[:limit])
+    shown = "; ".join(
+        f"{k}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}" for k, a, b in diffs[:limit]
+    )
     more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
     return shown + more
 
@@ -125,7 +127,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_run_config(
-    run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig | None, overrides: list[str], keep_previous_as: str | None
+    run_dir: Path,
+    cfg: DictConfig,
+    hydra_cfg: DictConfig | None,
+    overrides: list[str],
+    keep_previous_as: str | None,
 ) -> None:
     """Record the run's config as Hydra would (``.hydra/{config,hydra,overrides}.yaml``).
 
@@ -184,10 +190,15 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunLockedError(self._busy_message(self.path.parent, self.holder(self.path.parent))) from None
+            raise RunLockedError(
+                self._busy_message(self.path.parent, self.holder(self.path.parent))
+            ) from None
         # Who holds it, for the message another process prints (the lock itself is the flock).
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        os.write(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%F %T')}".encode(),
+        )
         self._fd = fd
 
     def release(self) -> None:
