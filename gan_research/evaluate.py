@@ -35,7 +35,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from hydra.errors import (
+    HydraException,
+    InstantiationException,
+)
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -44,6 +47,7 @@ from gan_research.errors import CheckpointError, ConfigError, GanResearchError
 from gan_research.metrics.suite import MetricSuite
 from gan_research.metrics.translation import TranslationMetrics
 from gan_research.train import CONFIG_DIR
+from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.safe_config import (
     ALLOWED_TARGET_PREFIXES,
     check_targets,
@@ -114,7 +118,7 @@ def checkpoint_path(run_dir: Path, checkpoint: Any) -> Path:
     name = _as_text(checkpoint, "checkpoint", "last.ckpt")
     path = Path(name) if Path(name).is_absolute() else run_dir / "checkpoints" / name
     if not path.is_file():
-        available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        available = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt") if p.is_file())
         problem = "is a directory, not a checkpoint file" if path.is_dir() else "does not exist"
         raise CheckpointError(
             f"checkpoint={name}: {path} {problem}; available in {run_dir / 'checkpoints'}: "
@@ -148,7 +152,9 @@ def load_run_config(run_dir: Path, allowed_targets: Sequence[str] = ALLOWED_TARG
         ) from None
     if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
         raise ConfigError(f"run_dir={run_dir}: {path} is not a gan-train run config (it has no model)")
-    check_targets(cfg, str(path), prefixes=allowed_targets)
+    # Names only: importing every callback's and logger's module (wandb...) would cost seconds, and
+    # the nodes gan-eval instantiates are checked in full by checked_node, resolved, right before.
+    check_targets(cfg, str(path), prefixes=allowed_targets, locate=False)
     with open_dict(cfg):
         # ${hydra:...} only resolves inside the run's own app; pin what it meant.
         cfg.paths = cfg.get("paths") or {}
@@ -348,7 +354,6 @@ def _hydra_flags_only(args: Any) -> bool:
     return bool(
         args.help
         or args.hydra_help
-        or args.version
         or args.shell_completion
         or args.experimental_rerun
         or args.multirun
@@ -371,55 +376,47 @@ def _override_key(override: str) -> str:
     return re.split(r"[=@]", override.lstrip("+~"), maxsplit=1)[0]
 
 
-def _unknown_key_message(key: str, overrides: list[str]) -> str:
-    """``key`` is not in the config: name it and the keys valid where it was put."""
-    parent, _, _ = key.rpartition(".")
-    try:
-        cfg = _compose([o for o in overrides if _override_key(o) != key])
-        node = OmegaConf.select(cfg, parent) if parent else cfg
-    except (HydraException, OmegaConfBaseException):
-        node = None
-    where = f"{parent}." if parent else ""
-    if isinstance(node, DictConfig):
-        valid = ", ".join(f"{where}{k}" for k in node if k != "_target_")
-        return f"{key} is not a key of gan-eval's config; valid keys: {valid}"
-    return f"{key} is not a key of gan-eval's config"
-
-
 def composition_error(err: Exception, overrides: list[str]) -> str:
-    """One line for an error of Hydra's composition: the bad override and the valid choices."""
-    if isinstance(err, MissingConfigException) and err.options is not None and err.missing_cfg_file:
-        group, _, option = str(err.missing_cfg_file).rpartition("/")
-        return f"{group}={option} is not an option; valid options: {', '.join(err.options)}"
-    text = str(err)
-    missing_key = re.search(r"Could not override '([^']+)'", text) or re.search(
-        r"Could not append to config\. An item is already at '([^']+)'", text
-    )
-    if missing_key and "not in struct" in text:
-        return _unknown_key_message(missing_key.group(1), overrides)
-    return one_line(text)
+    """One line for an error of Hydra's composition (shared with gan-train: ``utils/hydra_errors``).
+
+    The valid keys beside an unknown one are listed from the config composed with every other
+    override, so ``metrics=translation metrics.foo=1`` lists the translation metrics' keys.
+    """
+    unknown = re.search(r"Could not override '([^']+)'", str(err))
+    kept = [o for o in overrides if unknown is None or _override_key(o) != unknown.group(1)]
+    return hydra_error_message(err, overrides, compose_base=lambda: _compose(kept))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         check_request(cfg)
-        result = evaluate_checkpoint(cfg.run_dir, cfg.checkpoint, cfg.metrics, cfg.device, cfg.seed)
+        # As text: Hydra parses run_dir=2024 or checkpoint=500 as numbers.
         run_dir = Path(str(cfg.run_dir))
+        result = evaluate_checkpoint(run_dir, str(cfg.checkpoint), cfg.metrics, cfg.device, cfg.seed)
         out = _output_path(run_dir, Path(result["checkpoint"]), cfg.get("out"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole or not at all: a half-written JSON would look like a result.
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_result(out, result)
     except GanResearchError as err:
         print(f"error: {one_line(str(err), 2000)}", file=sys.stderr)
         sys.exit(2)
-    except OSError as err:
-        print(f"error: could not write the result: {one_line(str(err))}", file=sys.stderr)
-        sys.exit(2)
     print(json.dumps(result["metrics"], indent=2))
     log.info("wrote %s", out)
+
+
+def write_result(out: Path, result: dict[str, Any]) -> None:
+    """Write the JSON whole or not at all: a half-written file would look like a result.
+
+    Raises:
+        ConfigError: ``out`` cannot be written (naming the OS error).
+    """
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"out={out} could not be written ({one_line(str(err))}); choose out=...") from None
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ import copy
 import logging
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
+from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue, OmegaConfBaseException
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -79,13 +81,22 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
                 "unpaired_folder (unpaired: cyclegan)"
             ) from None
         if "dataset." in str(err):
+            found = re.search(r"'(dataset\.[\w.]+)'", str(err))
+            key = found.group(1) if found else "a dataset key"
             raise ConfigError(
-                f"model={_choice('model')} reads a key that dataset={_choice('dataset')} does not have "
-                f"({err.msg if hasattr(err, 'msg') else err}): an image network cannot train on 2-D data. "
+                f"model={_choice('model')} reads {key}, which dataset={_choice('dataset')} does not have: "
+                "an image network cannot train on 2-D data. "
                 "Use model=mlp for ring8/grid25, or an image dataset (digits, mnist, fashion_mnist, "
                 "cifar10, image_folder) for image networks."
             ) from None
         raise
+    except MissingMandatoryValue as err:
+        key = err.full_key or "a required key"
+        group = key.split(".")[0]
+        raise ConfigError(
+            f"{key} must be set for {group}={_choice(group)} "
+            f"(add {key}=...; see conf/{group}/{_choice(group)}.yaml)"
+        ) from None
     except InstantiationException as err:
         cause = err.__cause__
         while cause is not None and not isinstance(cause, GanResearchError):
@@ -131,11 +142,14 @@ def _check_run_dir(run_dir: Path) -> None:
         raise ConfigError(
             f"hydra.run.dir={run_dir} cannot be created: {existing} is a file; choose another hydra.run.dir"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
+    try:
+        # os.access says yes to root everywhere (a read-only mount, /proc): try, and leave nothing.
+        os.rmdir(tempfile.mkdtemp(prefix=".gan-train-probe-", dir=existing))
+    except OSError:
         raise ConfigError(
             f"hydra.run.dir={run_dir} is not writable ({existing} refuses writes); choose another "
             "hydra.run.dir or set GAN_LOG_DIR to a writable folder"
-        )
+        ) from None
 
 
 def _holds_a_run(run_dir: Path) -> bool:
@@ -174,8 +188,13 @@ def _resolve_resume(run_dir: Path, cfg: DictConfig, model: torch.nn.Module) -> t
     return str(point.path), notes
 
 
-def build(cfg: DictConfig) -> dict[str, Any]:
-    """Instantiate and validate everything a run needs; writes nothing to disk."""
+def build(cfg: DictConfig, prepare_evaluation: bool = True) -> dict[str, Any]:
+    """Instantiate and validate everything a run needs; writes nothing to disk.
+
+    ``prepare_evaluation``: also load the evaluation's feature network and real-side
+    statistics (which may train and cache the digits classifier under ``paths.data_dir``);
+    :func:`prepare` does it last, once every other check has passed.
+    """
     run_dir = Path(cfg.paths.output_dir)
     _check_run_keys(cfg)
     if cfg.get("threads"):
@@ -193,8 +212,9 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     # metrics=none is an empty node; an experiment's interval merged into it must not revive evaluation.
     if cfg.get("metrics") and "_target_" in cfg.metrics:
         evaluation = _instantiate(cfg.metrics, "the metrics")
-        # Loads feature networks and the real side now: a missing weights file fails before training.
-        evaluation.prepare(datamodule)
+        if prepare_evaluation:
+            # Loads feature networks and the real side now: a missing weights file fails before training.
+            evaluation.prepare(datamodule)
     return {
         "datamodule": datamodule,
         "model": model,
@@ -238,7 +258,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
             "run_dir": run_dir,
             "metrics": metrics,
         }
-    objects = build(cfg)
+    objects = build(cfg, prepare_evaluation=False)
     callbacks = [
         _instantiate(c, "a callback") for c in (cfg.get("callbacks") or {}).values() if c is not None
     ]
@@ -259,6 +279,10 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = _instantiate(
         cfg.trainer, "the trainer", callbacks=callbacks, logger=[JsonlLogger(run_dir)], plugins=plugins
     )
+    if objects["evaluation"] is not None:
+        # Last: it may write a cache (the digits classifier under paths.data_dir), so only a command
+        # that passed every other check gets that far. A missing weights file still fails here.
+        objects["evaluation"].prepare(objects["datamodule"])
     return {
         "status": "ready",
         "trainer": trainer,
@@ -600,9 +624,17 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
     train() writes it for failures during fit; bad input (and anything else
     raised before fit) fails before that, and a sweep still needs the record.
     """
-    if not getattr(err, "status_written", False):
+    run_dir = Path(cfg.paths.output_dir)
+    # A job refused before it started must not write into a run that is already there (one of
+    # another configuration, one in use, or its own earlier record): that record stays as it was.
+    if not getattr(err, "status_written", False) and not _holds_a_run(run_dir):
         record = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
-        append_record(Path(cfg.paths.output_dir) / METRICS_FILE, record)
+        append_record(run_dir / METRICS_FILE, record)
+        if not (run_dir / ".hydra" / "config.yaml").is_file() and HydraConfig.initialized():
+            # gan-compare finds a sweep's runs by their recorded config: list the failed job too.
+            write_run_config(
+                run_dir, cfg, HydraConfig.instance().cfg, list(HydraConfig.get().overrides.task), None
+            )
 
 
 if __name__ == "__main__":

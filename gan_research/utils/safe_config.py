@@ -82,13 +82,16 @@ def _defining_module(obj: Any) -> str | None:
     return module if isinstance(module, str) else None
 
 
-def target_problem(target: Any, prefixes: Sequence[str] = ALLOWED_TARGET_PREFIXES) -> str | None:
+def target_problem(
+    target: Any, prefixes: Sequence[str] = ALLOWED_TARGET_PREFIXES, *, locate: bool = True
+) -> str | None:
     """Why ``target`` may not be instantiated, or None when it may.
 
-    The name must be a literal dotted path inside ``prefixes`` without dunder parts; the
-    object it names must also be *defined* inside them (a module re-exporting ``torch.load``
-    does not make ``gan_research.x.torch.load`` safe), and outside the project's package
-    it must be a class. A name that cannot be imported passes: instantiate fails on it anyway.
+    The name must be a literal dotted path inside ``prefixes`` without dunder parts. With
+    ``locate`` (importing only modules inside ``prefixes``), the object it names must also
+    be *defined* inside them (a module re-exporting ``torch.load`` does not make
+    ``gan_research.x.torch.load`` safe), and outside the project's package it must be a
+    class. A name that cannot be imported passes: instantiate fails on it anyway.
     """
     if not isinstance(target, str):
         return f"is of type {type(target).__name__}, not a dotted path string"
@@ -99,6 +102,8 @@ def target_problem(target: Any, prefixes: Sequence[str] = ALLOWED_TARGET_PREFIXE
         return "is not a plain dotted path of identifiers"
     if not _in_prefixes(target, prefixes):
         return "is outside the allow-list"
+    if not locate:
+        return None
     try:
         obj = _locate(target)
     except Exception:
@@ -114,19 +119,26 @@ def target_problem(target: Any, prefixes: Sequence[str] = ALLOWED_TARGET_PREFIXE
 
 
 def check_targets(
-    cfg: Any, source: str, *, prefixes: Sequence[str] = ALLOWED_TARGET_PREFIXES, path: str = ""
+    cfg: Any,
+    source: str,
+    *,
+    prefixes: Sequence[str] = ALLOWED_TARGET_PREFIXES,
+    path: str = "",
+    locate: bool = True,
 ) -> None:
     """Refuse ``cfg`` (a DictConfig, ListConfig or plain containers) if any ``_target_`` is not allowed.
 
     Issue 13, item 4: configs read back from run directories are instantiated only for
     ``_target_``s inside the allow-list. ``source`` names where the config came from
     (the file), ``path`` the key ``cfg`` sits at, so the error names the full key.
+    ``locate=False`` checks names only (no imports): enough for nodes that will not be
+    instantiated, which :func:`checked_node` checks fully before they are.
 
     Raises:
         DisallowedTargetError: naming the file, the key path, the target and the allow-list.
     """
     for key, target in iter_targets(cfg, path):
-        problem = target_problem(target, prefixes)
+        problem = target_problem(target, prefixes, locate=locate)
         if problem is not None:
             raise DisallowedTargetError(
                 f"{source}: {key}={target!r} {problem}; gan_research only instantiates classes "
@@ -186,12 +198,15 @@ def describe_load_error(err: BaseException) -> str:
     """
     text = str(err)
     if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
-        found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
-        detail = one_line(found.group(1)) if found else "an object that is not a tensor"
-        return (
-            f"it holds objects other than tensors and plain containers ({detail.rstrip('.')}), "
-            "which are refused, never run"
-        )
+        found = re.search(r"WeightsUnpickler error:(.*?)(?:Please use|Check the documentation|$)", text, re.S)
+        detail = one_line(found.group(1)).rstrip(". ") if found else ""
+        # A GLOBAL is a reference to a function or class: the way a pickle runs code.
+        if "global" in detail.lower() or "class" in detail.lower():
+            return (
+                f"it holds objects other than tensors and plain containers ({detail}), "
+                "which are refused, never run"
+            )
+        return f"it is truncated, corrupt or not a torch file (unpickling failed: {detail or 'unknown'})"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"it is truncated, corrupt or not a torch file ({type(err).__name__}: {one_line(first, 160)})"
 
