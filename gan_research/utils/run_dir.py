@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gan_research.errors import ConfigError
 
@@ -73,9 +73,9 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def config_differences(recorded: DictConfig, requested: DictConfig) -> list[tuple[str, Any, Any]]:
     """``(key, recorded value, requested value)`` for every key that differs and matters.
 
-    Both are compared unresolved, as recorded: an interpolation is the same setting
-    whatever it resolves to on this machine (``${oc.env:...}``), and a recorded config
-    read back outside its Hydra app cannot resolve ``${hydra:...}``.
+    Values are compared as written (an interpolation is the same setting whatever it
+    resolves to on this machine, ``${oc.env:...}``); values written differently are the
+    same setting when both resolve to the same value.
     """
     old = _flatten(OmegaConf.to_container(recorded, resolve=False))
     new = _flatten(OmegaConf.to_container(requested, resolve=False))
@@ -85,9 +85,33 @@ def config_differences(recorded: DictConfig, requested: DictConfig) -> list[tupl
         if _ignored(key):
             continue
         a, b = old.get(key, missing), new.get(key, missing)
-        if a != b:
+        if a != b and _resolved(recorded, key) != _resolved(requested, key):
             diffs.append((key, a, b))
     return diffs
+
+
+class _Unresolvable:
+    """Stands for a value that does not resolve here; equal to nothing, itself included."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _resolved(cfg: DictConfig, key: str) -> Any:
+    # Written one way and read another (a launcher may resolve ${hydra:...} before the job sees
+    # it): the same setting if both resolve to the same value here.
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True, throw_on_missing=True)
+    except Exception:
+        return _Unresolvable()
+    if isinstance(value, (DictConfig, ListConfig)):
+        try:
+            return OmegaConf.to_container(value, resolve=True)
+        except Exception:
+            return _Unresolvable()
+    return value
 
 
 def read_recorded_config(run_dir: Path) -> DictConfig | None:

@@ -112,7 +112,8 @@ def test_resume_through_train_appends_to_metrics(make_cfg):
     cfg = make_cfg(*RING, "schedule.max_steps=2")
     first = train(cfg)
     last = first["run_dir"] / "checkpoints" / "last.ckpt"
-    second = train(make_cfg(*RING, "schedule.max_steps=4", f"ckpt_path={last}"))
+    # More steps in the same run directory is a change of configuration: said explicitly.
+    second = train(make_cfg(*RING, "schedule.max_steps=4", f"ckpt_path={last}", "allow_config_change=true"))
     assert second["trainer"].global_step == 4
     records = read_records(first["run_dir"] / "metrics.jsonl")
     # Lightning logs a step's metrics under the step index before its update (0-based), W&B alike.
