@@ -294,3 +294,18 @@ def test_checked_node_resolves_before_checking(monkeypatch: pytest.MonkeyPatch) 
     twice = OmegaConf.create({"node": {"value": "${oc.env:GAN_TEST_TWICE}"}})
     with pytest.raises(ConfigError, match=r"f: node\.value resolves to another interpolation"):
         checked_node(twice.node, "f", "node")
+
+
+def test_planted_cifar10_batches_do_not_run(tmp_path: Path, marker: Path) -> None:
+    """CIFAR-10's native files are pickles: torchvision checks each file's published MD5 before it
+    unpickles any of them, so files that are not the published ones are refused unread."""
+    from gan_research.data.torchvision_datasets import CIFAR10DataModule
+    from gan_research.errors import DataError
+
+    for name in CIFAR10DataModule.expected_files:
+        plant(tmp_path / name, marker, legacy=True)
+    datamodule = CIFAR10DataModule(root=str(tmp_path), batch_size=4, image_size=32)
+    with pytest.raises(DataError, match="cifar10"):
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    assert not marker.exists()
