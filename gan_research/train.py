@@ -49,6 +49,7 @@ from gan_research.families.base import rng_states
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
 from gan_research.utils.run_dir import (
+    RunDirectoryError,
     RunLock,
     config_differences,
     describe_differences,
@@ -176,7 +177,7 @@ def _resolve_resume(run_dir: Path, cfg: DictConfig, model: torch.nn.Module) -> t
     if not has_checkpoints:
         return None, []
     if cfg.get("resume", "auto") == "never":
-        raise ConfigError(
+        raise RunDirectoryError(
             f"run directory {run_dir} already holds checkpoints; resume with "
             f"ckpt_path={ckpt_dir / 'last.ckpt'} (or resume=auto), or choose another hydra.run.dir"
         )
@@ -242,7 +243,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     recorded = read_recorded_config(run_dir) if _holds_a_run(run_dir) else None
     diffs = config_differences(recorded, cfg) if recorded is not None else []
     if diffs and not cfg.get("allow_config_change", False):
-        raise ConfigError(
+        raise RunDirectoryError(
             f"run directory {run_dir} holds a run of another configuration ({describe_differences(diffs)}). "
             "Choose another hydra.run.dir for these settings, or continue that run with them with "
             "allow_config_change=true (its previous config.yaml is kept beside the new one)"
@@ -625,9 +626,9 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
     raised before fit) fails before that, and a sweep still needs the record.
     """
     run_dir = Path(cfg.paths.output_dir)
-    # A job refused before it started must not write into a run that is already there (one of
-    # another configuration, one in use, or its own earlier record): that record stays as it was.
-    if not getattr(err, "status_written", False) and not _holds_a_run(run_dir):
+    # A job refused because its directory is not its own (a run of another configuration, one in
+    # use) writes nothing there: that run's record stays as it was.
+    if not getattr(err, "status_written", False) and not isinstance(err, RunDirectoryError):
         record = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
         append_record(run_dir / METRICS_FILE, record)
         if not (run_dir / ".hydra" / "config.yaml").is_file() and HydraConfig.initialized():

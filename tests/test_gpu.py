@@ -17,11 +17,14 @@ from gan_research.train import build, train
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 GPU = ("perf=gpu", "trainer.accelerator=gpu", "trainer.devices=1")
+# A gradient penalty needs a per-sample critic norm (Gulrajani et al. 2017, sec. 4).
+LAYER_NORM_CRITIC = "model.discriminator.norm=layer"
 
 
 @pytest.mark.parametrize("recipe", ["non_saturating", "wgan_gp"])
 def test_fast_path_trains_with_the_data_on_the_gpu(make_cfg, recipe):
-    cfg = make_cfg(*GPU, f"recipe={recipe}", "schedule.max_steps=6")
+    norm = [LAYER_NORM_CRITIC] if recipe == "wgan_gp" else []
+    cfg = make_cfg(*GPU, f"recipe={recipe}", *norm, "schedule.max_steps=6")
     result = train(cfg)
     assert result["status"] == "finished"
     assert result["datamodule"].train_set.x.device.type == "cuda"
@@ -29,7 +32,9 @@ def test_fast_path_trains_with_the_data_on_the_gpu(make_cfg, recipe):
 
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
 def test_mixed_precision_with_a_gradient_penalty_on_gpu(make_cfg, precision):
-    cfg = make_cfg(*GPU, "recipe=wgan_gp", f"trainer.precision={precision}", "schedule.max_steps=6")
+    cfg = make_cfg(
+        *GPU, "recipe=wgan_gp", LAYER_NORM_CRITIC, f"trainer.precision={precision}", "schedule.max_steps=6"
+    )
     result = train(cfg)
     assert result["status"] == "finished"
     assert all(torch.isfinite(torch.as_tensor(v)) for v in result["metrics"].values())

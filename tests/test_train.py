@@ -227,7 +227,9 @@ def test_cli_unknown_option_lists_valid_ones(tmp_path):
 @pytest.mark.parametrize("recipe", ["non_saturating", "wgan_gp"])
 def test_bf16_mixed_precision_on_cpu(make_cfg, recipe):
     """bf16 autocast on CPU: both optimisers step, the gradient penalty works, losses stay finite."""
-    cfg = make_cfg(f"recipe={recipe}", "trainer.precision=bf16-mixed", "schedule.max_steps=3")
+    # A gradient penalty needs a per-sample critic norm (Gulrajani et al. 2017, sec. 4).
+    norm = ["model.discriminator.norm=layer"] if recipe == "wgan_gp" else []
+    cfg = make_cfg(f"recipe={recipe}", *norm, "trainer.precision=bf16-mixed", "schedule.max_steps=3")
     result = train(cfg)
     assert result["status"] == "finished"
     assert result["trainer"].precision == "bf16-mixed"

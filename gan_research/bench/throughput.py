@@ -62,9 +62,11 @@ from gan_research.train import build, compose_run
 from gan_research.utils.jsonl_logger import JsonlLogger
 
 # Case name -> the recipe that makes it; both are DCGAN at 32 px on the digits (1 channel).
+# WGAN-GP's critic is layer-normalised, as the gradient penalty needs (Gulrajani et al. 2017,
+# sec. 4; a batch-norm critic with a penalty is refused).
 CASES: dict[str, list[str]] = {
     "dcgan32_ns": ["recipe=non_saturating"],
-    "dcgan32_wgan_gp": ["recipe=wgan_gp"],
+    "dcgan32_wgan_gp": ["recipe=wgan_gp", "model.discriminator.norm=layer"],
 }
 BASE = ["model=dcgan", "dataset=digits", "dataset.image_size=32", "dataset.channels=1"]
 # No files, bars or evaluation. The other callbacks (divergence guard, preemption handler)

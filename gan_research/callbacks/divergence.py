@@ -201,7 +201,8 @@ class DivergenceGuard(pl.Callback):
             causes.append(f"|loss| > {self.max_abs_loss:g} {where}")
         if state:
             causes.append(
-                f"non-finite weights or optimiser state (e.g. Adam's exp_avg_sq overflowed) found at step {now}"
+                "non-finite weights or optimiser state (e.g. Adam's exp_avg_sq overflowed) "
+                f"found at step {now}"
             )
         fix = _FIX
         if bound and not (non_finite_loss or state):
@@ -215,13 +216,10 @@ class DivergenceGuard(pl.Callback):
         )
 
     def _can_roll_back(self, trainer: pl.Trainer) -> bool:
+        if self.on_divergence != "rollback" or self.rollbacks >= self.max_rollbacks:
+            return False
         path = PreemptionCheckpoint.last_checkpoint_path(trainer)
-        return (
-            self.on_divergence == "rollback"
-            and self.rollbacks < self.max_rollbacks
-            and path is not None
-            and Path(path).is_file()
-        )
+        return path is not None and Path(path).is_file()
 
     def _roll_back(self, trainer: pl.Trainer, pl_module: Any, causes: list[str]) -> None:
         path = PreemptionCheckpoint.last_checkpoint_path(trainer)

@@ -6,18 +6,28 @@ stably, and how well): every figure is laid out on the sweep's own axes, ``x``
 of any other swept key (e.g. one per loss). Figures use matplotlib's ``Figure``
 API with the Agg canvas rather than pyplot: no global backend state to set on a
 headless node, and no open-figure registry to leak in a long sweep.
+
+The report is written into a temporary folder beside ``out_dir`` and moved into
+place only once every file is written, so a failure leaves no half report; file
+names derived from keys and values are sanitised and bounded (a long name is cut
+and given a short hash), since swept values can be arbitrarily long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import html
 import json
 import math
+import os
 import re
+import secrets
+import shutil
 import time
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +45,8 @@ MAX_LEGEND_RUNS = 12
 _ABBREV = {"converged": "conv", "oscillating": "osc", "diverged": "div", "collapsed": "coll"}
 _ABBREV.update({"failed": "fail", "running": "run"})
 _DPI = 100
+# File names stay far below the usual 255-byte limit, however long the key or value they name.
+_MAX_NAME = 80
 
 Panel = tuple[Hashable, ...]
 Labels = dict[str, tuple[str, str]]
@@ -157,6 +169,27 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "x"
 
 
+class _FileNames:
+    """Safe, bounded, distinct file names for the report's figures.
+
+    ``name("heatmap", "val/fid")`` is ``heatmap_val_fid.png``; a name longer than ``_MAX_NAME``
+    is cut and ends in a hash of the full text, and two texts that sanitise alike get distinct names.
+    """
+
+    def __init__(self) -> None:
+        self._taken: dict[str, str] = {}
+
+    def name(self, prefix: str, text: str, ext: str = "png") -> str:
+        base = f"{prefix}_{_slug(text)}"
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        if len(base) > _MAX_NAME:
+            base = f"{base[: _MAX_NAME - 9]}-{digest}"
+        if self._taken.get(base, text) != text:
+            base = f"{base[: _MAX_NAME - 9]}-{digest}"
+        self._taken[base] = text
+        return f"{base}.{ext}"
+
+
 # ----------------------------------------------------------------------------- table
 
 
@@ -166,12 +199,14 @@ def run_rows(
     """(columns, rows) of the runs table: name, swept keys (and x, y), outcome, final metrics."""
     keys = swept_keys(runs)
     keys += [k for k in (x, y) if k and k not in keys]
-    columns = ["name", *keys, "status", "label", "reason", "steps", "seconds", *metrics]
+    columns = ["name", *keys, "status", "label", "reason", "steps", "seconds", "skipped_lines", *metrics]
     rows = []
     for run in runs:
         label, reason = labels[run.name]
         row: dict[str, Any] = {"name": run.name, **{k: param(run, k) for k in keys}}
         row.update(status=run.status, label=label, reason=reason, steps=run.steps, seconds=run.seconds)
+        # How many metrics.jsonl lines could not be read: the label was judged without them.
+        row["skipped_lines"] = len(run.skipped_lines)
         row.update({m: run.final.get(m) for m in metrics})
         rows.append(row)
     return columns, rows
@@ -526,6 +561,54 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+def skipped_lines_note(run: RunRecord) -> str:
+    """``line 14`` / ``lines 3, 14`` / ``12 lines (3, 4, 5, 6, 7, ...)``: the unreadable lines of a run."""
+    lines = run.skipped_lines
+    shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+    if len(lines) == 1:
+        return f"line {shown}"
+    return f"lines {shown}" if len(lines) <= 5 else f"{len(lines)} lines ({shown})"
+
+
+@contextlib.contextmanager
+def _staged(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out_dir`` to write into; its files replace ``out_dir``'s on success.
+
+    On any failure the folder is removed, with any parent of ``out_dir`` made for it, so the
+    report is either written whole or not at all. Files of an earlier report that this one does
+    not rewrite stay.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out={out_dir} is a file; pass out=<a folder> for the report")
+    made = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]  # deepest first
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Not tempfile.mkdtemp: its 0o700 mode would become the report folder's; mkdir honours the umask.
+        stage = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        stage.mkdir()
+    except OSError as err:
+        for parent in made:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise ConfigError(
+            f"out={out_dir} cannot be written ({err.strerror or err}); pass out=<a writable folder>"
+        ) from err
+    try:
+        yield stage
+        if out_dir.is_dir():
+            for path in sorted(stage.iterdir()):
+                os.replace(path, out_dir / path.name)
+            stage.rmdir()
+        else:
+            os.replace(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for parent in made:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
+
+
 def write_report(
     runs: list[RunRecord],
     out_dir: str | Path,
@@ -542,6 +625,8 @@ def write_report(
 
     ``x``/``y`` are the swept keys of the heatmap columns/rows (``y`` may be None: one row;
     ``x`` None: no heatmaps, samples as a list). ``source`` names the sweep in the title.
+    Every check runs before anything is written, and the files appear in ``out_dir`` only when
+    all of them were written (:func:`_staged`).
     """
     if not runs:
         raise ConfigError("no runs to compare")
@@ -552,12 +637,41 @@ def write_report(
     for key, role in ((x, "x"), (y, "y")):
         if key:
             check_axis_key(runs, key, role)
+    if len({run.name for run in runs}) != len(runs):
+        raise ConfigError(f"runs must have distinct names, got {[r.name for r in runs]}")
     rules = rules or StabilityRules()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     labels: Labels = {run.name: label_run(run, rules=rules) for run in runs}
-    if len(labels) != len(runs):
-        raise ConfigError(f"runs must have distinct names, got {[r.name for r in runs]}")
+    with _staged(out_dir) as stage:
+        _write_report_files(
+            runs,
+            labels,
+            stage,
+            x=x,
+            y=y,
+            metrics=metrics,
+            curves=curves,
+            rules=rules,
+            source=source,
+            smooth=smooth,
+        )
+    return out_dir / "report.md"
+
+
+def _write_report_files(
+    runs: list[RunRecord],
+    labels: Labels,
+    out_dir: Path,
+    *,
+    x: str | None,
+    y: str | None,
+    metrics: list[str],
+    curves: list[str],
+    rules: StabilityRules,
+    source: str | None,
+    smooth: int,
+) -> None:
+    names = _FileNames()
     keys = panel_keys(runs, x, y)
     varying = [k for k in swept_keys(runs) if len({_hashable(param(r, k)) for r in runs}) > 1]
     columns, rows = run_rows(runs, labels, x, y, metrics)
@@ -585,6 +699,15 @@ def write_report(
     page.add("ul", rules.describe())
     page.add("h2", "Runs")
     page.add("p", "Also as [runs.csv](runs.csv) and [runs.json](runs.json).")
+    damaged = [run for run in runs if run.skipped_lines]
+    if damaged:
+        # A run killed mid-write leaves a cut-off line; its label is judged on the lines that remain.
+        page.add(
+            "p",
+            f"**Unreadable metrics.jsonl lines** in {len(damaged)} run(s), skipped (column `skipped_lines`; "
+            "each run is judged on the lines that remain):",
+        )
+        page.add("ul", [f"`{run.name}`: {skipped_lines_note(run)}" for run in damaged])
     page.add("table", (columns, [[_cell_text(row[c]) for c in columns] for row in rows]))
 
     if x:
@@ -607,7 +730,7 @@ def write_report(
         page.add("img", ("stability", "heatmap_stability.png"))
         for metric in metrics:
             table = heatmap_table(runs, x, y, metric, keys)
-            name = f"heatmap_{_slug(metric)}.png"
+            name = names.name("heatmap", metric)
             plot_heatmap(
                 table,
                 keys,
@@ -624,7 +747,7 @@ def write_report(
 
     page.add("h2", "Curves")
     for key in dict.fromkeys([*curves, *metrics]):
-        name = f"curves_{_slug(key)}.png"
+        name = names.name("curves", key)
         if plot_curves(runs, labels, key, out_dir / name, x=x, keys=keys, varying=varying, smooth=smooth):
             page.add("img", (key, name))
         else:
@@ -635,7 +758,7 @@ def write_report(
     sample_groups = group_runs(runs, None, None, keys)
     for panel, grouped in sample_groups.items():
         members = grouped[None][None]
-        name = "samples.png" if len(sample_groups) == 1 else f"samples_{_slug(panel_title(keys, panel))}.png"
+        name = "samples.png" if len(sample_groups) == 1 else names.name("samples", panel_title(keys, panel))
         shown = [k for k in varying if k not in keys]
         plot_samples(
             members,
@@ -650,7 +773,5 @@ def write_report(
             page.add("p", panel_title(keys, panel))
         page.add("img", (f"samples {panel_title(keys, panel)}", name))
 
-    report = out_dir / "report.md"
-    report.write_text(page.markdown())
+    (out_dir / "report.md").write_text(page.markdown())
     (out_dir / "index.html").write_text(page.html(title))
-    return report

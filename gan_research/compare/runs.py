@@ -4,12 +4,12 @@ Two sources, one record: a local sweep directory (the run-directory contract of
 DESIGN.md: ``.hydra/config.yaml``, ``.hydra/overrides.yaml``, ``metrics.jsonl``,
 ``samples/``) and, for sweeps that ran elsewhere, a W&B group read through the
 public API. Everything a run may lack (it crashed before writing, it was killed
-mid-line) is tolerated: such a run is still listed with what is known about it.
+mid-line) is tolerated: such a run is still listed with what is known about it, and
+the ``metrics.jsonl`` lines that could not be read are counted in ``skipped_lines``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -22,7 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from gan_research.errors import ConfigError
-from gan_research.utils.jsonl_logger import METRICS_FILE, STATUSES
+from gan_research.utils.jsonl_logger import METRICS_FILE, STATUSES, read_records_checked
 
 # A run whose metrics.jsonl does not end with a status line is still running, or was killed.
 RUNNING = "running"
@@ -42,6 +42,10 @@ class RunRecord:
     or ``running`` when the run wrote none (still running, or killed).
     ``final`` holds the last value of each metric, the status line's values winning;
     values are floats, NaN/Inf included (a diverged run's last loss is a finding).
+    ``choices`` are the run's config-group options (Hydra's ``runtime.choices``, e.g.
+    ``{"model": "mlp"}``): the value of a group key that was not an override.
+    ``skipped_lines`` are the 1-based numbers of the ``metrics.jsonl`` lines that could not
+    be read (cut off when the run was killed, or corrupt): the run is judged without them.
     """
 
     path: Path
@@ -55,6 +59,8 @@ class RunRecord:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)
     last_sample: Path | None = None
+    choices: dict[str, Any] = field(default_factory=dict)
+    skipped_lines: list[int] = field(default_factory=list)
 
 
 def find_run_dirs(sweep_dir: Path, max_depth: int = 2) -> list[Path]:
@@ -77,8 +83,13 @@ def find_run_dirs(sweep_dir: Path, max_depth: int = 2) -> list[Path]:
 def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     """Every run of a local sweep (or a single run directory), sorted by path."""
     sweep_dir = Path(sweep_dir)
+    if not sweep_dir.exists():
+        raise ConfigError(
+            f"sweep_dir={sweep_dir} does not exist; pass a gan-train -m sweep directory such as "
+            "outputs/multiruns/<name>/<time>, or one run directory"
+        )
     if not sweep_dir.is_dir():
-        raise ConfigError(f"sweep_dir={sweep_dir} does not exist or is not a directory")
+        raise ConfigError(f"sweep_dir={sweep_dir} is a file, not a directory; pass the sweep's directory")
     run_dirs = find_run_dirs(sweep_dir)
     if not run_dirs:
         raise ConfigError(
@@ -98,7 +109,10 @@ def load_run(run_dir: str | Path, sweep_dir: str | Path | None = None) -> RunRec
         name = rel if rel != "." else run_dir.name
     record = RunRecord(path=run_dir, name=name)
     record.overrides = _read_overrides(run_dir / ".hydra" / "overrides.yaml")
-    record.config = _read_config(run_dir / ".hydra")
+    hydra_node = _read_hydra_node(run_dir / ".hydra")
+    record.config = _read_config(run_dir / ".hydra", hydra_node)
+    choices = _lookup(hydra_node, "runtime.choices", {})
+    record.choices = dict(choices) if isinstance(choices, Mapping) else {}
     _read_metrics(record, run_dir / METRICS_FILE)
     samples = [
         (int(m.group(1)), p)
@@ -145,7 +159,16 @@ def _read_overrides(path: Path) -> dict[str, Any]:
     return parse_overrides(lines) if isinstance(lines, list) else {}
 
 
-def _read_config(hydra_dir: Path) -> DictConfig | dict[str, Any]:
+def _read_hydra_node(hydra_dir: Path) -> Any:
+    """The ``hydra:`` node of the run's ``.hydra/hydra.yaml`` ({} when absent or unreadable)."""
+    try:
+        node = (yaml.safe_load((hydra_dir / "hydra.yaml").read_text()) or {}).get("hydra", {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    return node if isinstance(node, Mapping) else {}
+
+
+def _read_config(hydra_dir: Path, hydra_node: Any) -> DictConfig | dict[str, Any]:
     """The run's composed config, with its ``${hydra:...}`` interpolations pinned to the run's own values.
 
     Left as they are, they would resolve against *this* app's Hydra config (or fail outside one).
@@ -156,11 +179,6 @@ def _read_config(hydra_dir: Path) -> DictConfig | dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         return {}
-    hydra_node: Any = {}
-    try:
-        hydra_node = (yaml.safe_load((hydra_dir / "hydra.yaml").read_text()) or {}).get("hydra", {})
-    except (OSError, yaml.YAMLError, AttributeError):
-        hydra_node = {}
 
     def pin(value: Any) -> Any:
         if isinstance(value, dict):
@@ -194,14 +212,8 @@ def _to_float(value: Any) -> float | None:
 def _read_metrics(record: RunRecord, path: Path) -> None:
     if not path.is_file():
         return
-    records: list[dict[str, Any]] = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short when the run was killed
-        if isinstance(obj, dict):
-            records.append(obj)
+    # Lines cut short when the run was killed (or otherwise unreadable) are skipped, and counted.
+    records, record.skipped_lines = read_records_checked(path)
     step, first_time, last_time = 0, None, None
     for obj in records:
         metrics = {k: v for k, v in obj.items() if "/" in k and k not in _BOOKKEEPING}
@@ -253,16 +265,24 @@ def _plain(value: Any) -> Any:
 
 
 def param(run: RunRecord, key: str, default: Any = None) -> Any:
-    """The value of a dotted config key for ``run``: its override when swept, else the composed config."""
+    """The value of a dotted config key for ``run``: its override when swept, else its config-group
+    option (``model`` -> ``mlp``, not the whole model config), else the composed config."""
     if key in run.overrides:
         return run.overrides[key]
+    group = key.replace(".", "/")  # Hydra names nested groups model/generator
+    if group in run.choices:
+        return run.choices[group]
     value = _config_value(run, key)
     return default if value is _MISSING else value
 
 
 def has_param(run: RunRecord, key: str) -> bool:
-    """Whether ``key`` is among the run's overrides or in its config."""
-    return key in run.overrides or _config_value(run, key) is not _MISSING
+    """Whether ``key`` is among the run's overrides, config-group options or config."""
+    return (
+        key in run.overrides
+        or key.replace(".", "/") in run.choices
+        or _config_value(run, key) is not _MISSING
+    )
 
 
 def _config_value(run: RunRecord, key: str) -> Any:

@@ -216,6 +216,7 @@ class AdversarialModule(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.check_networks(generator, discriminator)
+        self.check_critic_normalisation(discriminator, loss)
         if schedule.label_smoothing > 0 and not supports_label_smoothing(loss.adversarial):
             raise ConfigError(
                 f"schedule.label_smoothing={schedule.label_smoothing} needs a loss with real-label targets "
@@ -268,6 +269,68 @@ class AdversarialModule(pl.LightningModule):
                 f"model.generator produces {tuple(generator.output_shape)} but model.discriminator "
                 f"expects {tuple(discriminator.input_shape)}"
             )
+
+    def check_critic_normalisation(self, discriminator: nn.Module, loss: GANObjective) -> None:
+        """Refuse a gradient penalty (WGAN-GP) or R1 on a batch-normalised discriminator.
+
+        The penalties constrain each sample's own input gradient ∇_x D(x). Under batch norm (in
+        training mode, where the penalties run) D(x_i) depends on every sample of the batch
+        through the batch statistics, so the gradient penalised is not the sample's own and
+        the Lipschitz constraint is not the one the loss means. Gulrajani et al. 2017
+        (arXiv:1704.00028, sec. 4, "no critic batch normalization") use layer norm instead.
+        Refused rather than switched: a config that composed before still trains the same
+        network, or stops here with the fix.
+
+        Batch norm is found by its modules (any ``_BatchNorm``: BatchNorm1d/2d/3d, SyncBatchNorm),
+        so a network without a ``norm`` option is checked too; the key to change is the ``norm``
+        a network declares (its attribute, the value of its ``norm`` argument), first found in
+        module order (``model.discriminator.norm``, for CycleGAN's pair ``...d_a.norm``).
+        """
+        penalties = [
+            f"loss.regularizers.{name}: {type(reg).__name__}"
+            for name, reg in loss.regularizers.items()
+            if getattr(reg, "needs_per_sample_critic", False)
+        ]
+        if not penalties:
+            return
+        # torch's common base class of the batch norms; InstanceNorm and GroupNorm are not ones.
+        batch_norms = [
+            name
+            for name, m in discriminator.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        if not batch_norms:
+            return
+        penalty = f"a gradient penalty ({', '.join(penalties)})"
+        why = (
+            "the penalty constrains each sample's own input gradient, and batch statistics make it "
+            "depend on the rest of the batch (Gulrajani et al. 2017, sec. 4: no critic batch "
+            "normalization, layer norm instead)"
+        )
+        declared = next(
+            (
+                (path, module)
+                for path, module in discriminator.named_modules()
+                if getattr(module, "norm", None) == "batch"
+            ),
+            None,
+        )
+        valid = [n for n in getattr(declared[1], "norms", ()) if n != "batch"] if declared else []
+        if declared is None or not valid:
+            raise ConfigError(
+                f"model.discriminator ({type(discriminator).__name__}) has batch norm (layers "
+                f"{batch_norms}) and no per-sample norm option, with {penalty}: {why}. Use a "
+                "discriminator without batch norm, or a loss without a gradient penalty"
+            )
+        path = declared[0]
+        key = ".".join(["model.discriminator", *([path] if path else []), "norm"])
+        fix = "layer" if "layer" in valid else valid[0]
+        others = [n for n in valid if n != fix]
+        raise ConfigError(
+            f"{key}=batch with {penalty}: {why}. Set {key}={fix}"
+            + (f" (or {', '.join(others)})" if others else "")
+            + ", or use a loss without a gradient penalty"
+        )
 
     def check_data(self, datamodule: Any) -> None:
         """Fail before training when the networks cannot model the dataset's samples."""

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as sn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan_research.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
 from gan_research.networks.layers import check_positive_int
 
 CONDITIONINGS = ("concat", "projection")
@@ -81,7 +81,13 @@ class ConditionalDCGANDiscriminator(nn.Module):
       its positions (the global sum pooling of the paper's ResNet D). The embedding is
       spectrally normalised with the rest when ``spectral_norm`` (the SN-GAN setting the
       projection paper trains with).
+
+    ``norm``: the body's hidden normalisation, batch | layer | instance | none (see
+    :class:`~gan_research.networks.dcgan.DCGANDiscriminator`; a gradient penalty needs a
+    per-sample one).
     """
+
+    norms: tuple[str, ...] = DISCRIMINATOR_NORMS
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class ConditionalDCGANDiscriminator(nn.Module):
                 f"{owner}: unknown conditioning={conditioning!r}; valid choices: {', '.join(CONDITIONINGS)}."
             )
         self.conditioning = conditioning
+        self.norm = norm
         in_channels = channels + num_classes if conditioning == "concat" else channels
         self.net = DCGANDiscriminator(
             image_size, in_channels, ndf, max_channels, leaky_slope, spectral_norm=spectral_norm, norm=norm
@@ -137,7 +144,13 @@ class AuxiliaryDCGANDiscriminator(nn.Module):
     ``adversarial_head=False`` is the semi-supervised (K+1)-class discriminator of
     Salimans et al. 2016 (sec. 5): the head gives K class logits l, the fake class's logit
     is fixed at 0, so the real/fake logit is ``logsumexp(l)`` (D(x) = Z(x) / (Z(x) + 1)).
+
+    ``norm``: the body's hidden normalisation, batch | layer | instance | none (see
+    :class:`~gan_research.networks.dcgan.DCGANDiscriminator`; a gradient penalty needs a
+    per-sample one).
     """
+
+    norms: tuple[str, ...] = DISCRIMINATOR_NORMS
 
     def __init__(
         self,
@@ -154,6 +167,7 @@ class AuxiliaryDCGANDiscriminator(nn.Module):
         super().__init__()
         owner = type(self).__name__
         self.num_outputs = check_positive_int(owner, "num_outputs", num_outputs)
+        self.norm = norm
         self.net = DCGANDiscriminator(
             image_size, channels, ndf, max_channels, leaky_slope, spectral_norm=spectral_norm, norm=norm
         )

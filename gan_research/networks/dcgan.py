@@ -48,7 +48,9 @@ _SIZES = _size_table()
 SUPPORTED_IMAGE_SIZES: tuple[int, ...] = tuple(_SIZES)
 """Every ``image_size`` the DCGAN networks can produce: 16, 28, 32, 56, 64, 112, 128, 224, 256."""
 
-DISCRIMINATOR_NORMS = ("batch", "layer", "none")
+DISCRIMINATOR_NORMS = ("batch", "layer", "instance", "none")
+"""Valid ``norm`` values of the DCGAN discriminators (hidden layers); every one but ``batch``
+normalises each sample on its own, as a gradient penalty needs (see :class:`DCGANDiscriminator`)."""
 
 
 def dcgan_stages(image_size: int) -> tuple[int, int]:
@@ -135,13 +137,27 @@ class DCGANDiscriminator(nn.Module):
     sigmoid; here the forward pass returns the raw logit / critic value of shape (B,), and the
     losses apply the sigmoid through softplus / BCE-with-logits (same loss, numerically stable).
 
-    ``norm`` replaces the hidden batch norms: ``"layer"`` (GroupNorm with one group, i.e.
-    layer norm over C×H×W) is what WGAN-GP's critic uses, since a gradient penalty per sample
-    is ill-defined under batch statistics (Gulrajani et al. 2017, arXiv:1704.00028, sec. 4);
-    ``"none"`` with ``spectral_norm=True`` is the SN-GAN discriminator setting
-    (Miyato et al. 2018, arXiv:1802.05957). Convolutions stay bias-free in every setting, as in
-    the reference.
+    ``norm`` chooses the hidden layers' normalisation (``model.discriminator.norm``):
+
+    - ``"batch"``: the paper's and the reference's batch norm (the default, so existing runs
+      keep their numbers).
+    - ``"layer"``: GroupNorm with one group, i.e. layer norm over C×H×W with a per-channel
+      scale and shift. WGAN-GP's critic (Gulrajani et al. 2017, arXiv:1704.00028, sec. 4, "no
+      critic batch normalization"; layer norm as the drop-in replacement): the penalty
+      constrains each sample's own input gradient, and batch statistics make a sample's score,
+      and so its gradient, depend on the rest of the batch. A gradient penalty or R1 with
+      ``"batch"`` is refused when the model is built
+      (:meth:`~gan_research.families.base.AdversarialModule.check_critic_normalisation`).
+    - ``"instance"``: instance norm (per sample and channel over H×W, learned per-channel
+      scale and shift; Ulyanov et al. 2016, arXiv:1607.08022), also per sample.
+    - ``"none"``: no normalisation; with ``spectral_norm=True`` the SN-GAN discriminator
+      setting (Miyato et al. 2018, arXiv:1802.05957).
+
+    Convolutions stay bias-free in every setting, as in the reference. The chosen value is
+    the attribute ``norm``; ``norms`` lists the valid ones.
     """
+
+    norms: tuple[str, ...] = DISCRIMINATOR_NORMS
 
     def __init__(
         self,
@@ -163,6 +179,7 @@ class DCGANDiscriminator(nn.Module):
             raise ConfigError(
                 f"{owner}: unknown norm={norm!r}; valid choices: {', '.join(DISCRIMINATOR_NORMS)}."
             )
+        self.norm = norm
         self.input_shape: tuple[int, ...] = (channels, image_size, image_size)
 
         widths = _widths(ndf, stages, max_channels)  # from the image inwards
@@ -177,6 +194,8 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(c_out))
             elif norm == "layer":
                 layers.append(nn.GroupNorm(1, c_out))
+            elif norm == "instance":
+                layers.append(nn.InstanceNorm2d(c_out, affine=True))
             layers.append(nn.LeakyReLU(slope, True))
         layers.append(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)

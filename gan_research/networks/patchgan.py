@@ -55,11 +55,15 @@ class PatchGANDiscriminator(nn.Module):
         ndf: filters of the first layer (64).
         n_layers: stride-2 layers after the first (3: the 70×70 PatchGAN; 1: 16×16 patches;
             deeper: larger patches, up to a whole-image classifier).
-        norm: ``batch`` (pix2pix), ``instance`` (CycleGAN) or ``none``.
+        norm: ``batch`` (pix2pix), ``instance`` (CycleGAN) or ``none``; kept as the attribute
+            ``norm``. A gradient penalty needs ``instance`` or ``none``: batch statistics couple
+            the samples whose input gradients it penalises (Gulrajani et al. 2017, sec. 4).
         image_size: side of the input, for ``input_shape`` and the size check.
         spectral_norm: spectrally normalise every convolution (not in the papers; available for
             every discriminator of the framework).
     """
+
+    norms: tuple[str, ...] = NORMS
 
     def __init__(
         self,
@@ -85,6 +89,7 @@ class PatchGANDiscriminator(nn.Module):
                 f"{owner}: n_layers={n_layers} halves image_size={image_size} {n_layers} times, leaving no "
                 f"patch; use n_layers <= {max(1, (image_size // 4).bit_length() - 1)} or larger images"
             )
+        self.norm = norm
         self.input_shape: tuple[int, ...] = (input_channels, image_size, image_size)
         use_bias = norm != "batch"
         layers: list[nn.Module] = [

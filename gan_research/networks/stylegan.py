@@ -4,7 +4,8 @@ Hellsten, Lehtinen & Aila 2020, arXiv:1912.04958) networks.
 Generator = mapping network z → w (8 equalised fully connected layers, lr × 0.01, StyleGAN
 sec. 2 and app. C) + synthesis network from a learned constant 4×4 input, one style input w
 per layer (``num_ws`` of them, broadcast copies of w unless styles are mixed), per-layer noise
-inputs with learned per-channel strengths (StyleGAN sec. 2, Fig. 1b):
+inputs with learned strengths (StyleGAN sec. 2, Fig. 1b; per channel in v1, one scalar per layer
+in v2, see :class:`NoiseInput`):
 
 - ``version=1``: AdaIN(x, y) = y_s · (x − μ(x)) / σ(x) + y_b (StyleGAN eq. 1), y = A(w) a learned
   affine map; a single to-RGB layer at the output resolution (no progressive growing).
@@ -177,16 +178,23 @@ class MappingNetwork(nn.Module):
 
 
 class NoiseInput(nn.Module):
-    """Per-pixel Gaussian noise scaled by a learned per-channel strength, initially 0
-    (StyleGAN sec. 2, Fig. 1b "B"; app. C: the scaling factors are initialised to zero).
+    """Per-pixel Gaussian noise (one map per sample, shared by all channels) scaled by a learned
+    strength, initially 0 (StyleGAN app. C: the scaling factors are initialised to zero).
+
+    ``per_channel=True`` (StyleGAN v1): a strength per channel, ``strength`` of shape
+    (channels,): B of StyleGAN Fig. 1b, "learned per-feature scaling factors" (sec. 2; official
+    stylegan ``training/networks_stylegan.py``, ``apply_noise``: ``weight`` of shape
+    ``[x.shape[1]]``). ``per_channel=False`` (StyleGAN2): one scalar per layer, ``strength`` of
+    shape () (stylegan2-ada-pytorch ``training/networks.py``, ``SynthesisLayer``:
+    ``self.noise_strength = torch.nn.Parameter(torch.zeros([]))``).
 
     ``noise_mode``: "random" draws new noise each call, "const" uses a fixed buffer (for grids
     in which only the styles change), "none" adds nothing.
     """
 
-    def __init__(self, channels: int, resolution: int) -> None:
+    def __init__(self, channels: int, resolution: int, per_channel: bool = True) -> None:
         super().__init__()
-        self.strength = nn.Parameter(torch.zeros(channels))
+        self.strength = nn.Parameter(torch.zeros(channels) if per_channel else torch.zeros(()))
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
 
     def forward(self, x: Tensor, noise_mode: str = "random") -> Tensor:
@@ -196,7 +204,9 @@ class NoiseInput(nn.Module):
             noise = self.noise_const.to(x.dtype)
         else:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
-        return x + noise * self.strength.to(x.dtype).view(1, -1, 1, 1)
+        # (channels,) → (1, C, 1, 1); a scalar stays a scalar.
+        strength = self.strength.to(x.dtype)
+        return x + noise * (strength.view(1, -1, 1, 1) if strength.dim() else strength)
 
 
 def _upsample(x: Tensor) -> Tensor:
@@ -245,7 +255,7 @@ class StyleLayerV1(nn.Module):
         super().__init__()
         self.up = up
         self.conv = EqualizedConv2d(in_channels, out_channels, 3, padding=1, bias=False) if conv else None
-        self.noise = NoiseInput(out_channels, resolution)
+        self.noise = NoiseInput(out_channels, resolution, per_channel=True)  # StyleGAN's per-channel B
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.adain = AdaIN(out_channels, w_dim)
 
@@ -322,7 +332,8 @@ class StyleLayerV2(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, demodulate=demodulate, up=up)
-        self.noise = NoiseInput(out_channels, resolution)
+        # One scalar strength per layer, as SynthesisLayer.noise_strength in stylegan2-ada-pytorch.
+        self.noise = NoiseInput(out_channels, resolution, per_channel=False)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random") -> Tensor:

@@ -175,7 +175,12 @@ def write_run_config(
     _atomic_write(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
 
-class RunLockedError(ConfigError):
+class RunDirectoryError(ConfigError):
+    """The run directory belongs to something else: another configuration, another process, or
+    checkpoints a command must not touch. Nothing is written into it, not even a failure record."""
+
+
+class RunLockedError(RunDirectoryError):
     """Another live process holds the run directory."""
 
 

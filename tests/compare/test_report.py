@@ -60,7 +60,7 @@ def test_write_report_writes_the_table_figures_and_page(sweep: Path, tmp_path: P
         rows = list(csv.DictReader(f))
     assert [r["name"] for r in rows] == [str(i) for i in range(10)]
     assert list(rows[0])[:5] == ["name", "schedule.lr_g", "schedule.lr_d", "loss", "seed"]
-    assert list(rows[0])[5:] == ["status", "label", "reason", "steps", "seconds", *METRICS]
+    assert list(rows[0])[5:] == ["status", "label", "reason", "steps", "seconds", "skipped_lines", *METRICS]
     assert rows[2] == {
         "name": "2",
         "schedule.lr_g": "0.001",
@@ -72,6 +72,7 @@ def test_write_report_writes_the_table_figures_and_page(sweep: Path, tmp_path: P
         "reason": "val/modes_recovered = 2/8 (0.25) < min_modes_fraction=0.5",
         "steps": "3000",
         "seconds": "61.2",
+        "skipped_lines": "0",
         "val/modes_recovered": "2.0",
         "val/high_quality": "0.8",
     }
@@ -80,6 +81,8 @@ def test_write_report_writes_the_table_figures_and_page(sweep: Path, tmp_path: P
         "running",
     ]
     assert rows[8]["val/modes_recovered"] == "" and rows[9]["steps"] == "1200"
+    # Job 9 was killed mid-line: the cut-off line is counted, and listed on the page.
+    assert [r["skipped_lines"] for r in rows] == ["0"] * 9 + ["1"]
     records = json.loads((out / "runs.json").read_text())
     assert records[9]["status"] == "running" and records[9]["val/modes_recovered"] is None
     assert records[0]["schedule.lr_g"] == 0.0001
@@ -106,9 +109,11 @@ def test_write_report_writes_the_table_figures_and_page(sweep: Path, tmp_path: P
     assert "| label | 6 | 2 | 1 | 1 |" in md
     assert "| 2 | 0.001 | 0.0001 | hinge | 0 | finished | collapsed |" in md
     assert "**diverged**" in md and "max_relative_oscillation" not in md  # rules in words, short
+    assert "**Unreadable metrics.jsonl lines** in 1 run(s)" in md and "- `9`: line 13" in md
     page = (out / "index.html").read_text()
     assert sorted(re.findall(r'<img src="([^"]+)"', page)) == sorted(expected)
     assert "<b>diverged</b>" in page and "<td>collapsed</td>" in page
+    assert "<li><code>9</code>: line 13</li>" in page
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [*expected, "runs.csv", "runs.json", "report.md", "index.html"]
     )

@@ -200,6 +200,39 @@ def test_label_smoothing_needs_a_target_loss(make_cfg):
         build(make_cfg(*RING, "loss=wgan_gp", "schedule.label_smoothing=0.1"))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "key", "fix"),
+    [
+        # model=dcgan (the default) with WGAN-GP, cGAN with R1, pix2pix's PatchGAN (no layer norm).
+        (["recipe=wgan_gp"], "model.discriminator.norm", "layer"),
+        (["model=cgan", "loss=non_saturating_r1"], "model.discriminator.norm", "layer"),
+        (["model=pix2pix", "loss=wgan_gp"], "model.discriminator.norm", "instance"),
+        (
+            ["model=cyclegan", "loss=wgan_gp", "model.discriminator.d_a.norm=batch"],
+            "model.discriminator.d_a.norm",
+            "instance",
+        ),
+    ],
+)
+def test_gradient_penalty_with_a_batch_norm_critic_is_one_config_error(make_cfg, overrides, key, fix):
+    """A gradient penalty / R1 penalises per-sample input gradients, which batch statistics couple
+    (Gulrajani et al. 2017, sec. 4): refused when the model is built, naming the key and the fix."""
+    with pytest.raises(ConfigError) as err:
+        build(make_cfg(*overrides), prepare_evaluation=False)
+    message = str(err.value)
+    assert message.startswith(f"{key}=batch with a gradient penalty")
+    assert f"Set {key}={fix}" in message and "Gulrajani" in message
+    assert "\n" not in message
+
+
+def test_gradient_penalty_with_a_layer_norm_critic_builds(make_cfg):
+    model = build(make_cfg("recipe=wgan_gp", "model.discriminator.norm=layer"), prepare_evaluation=False)[
+        "model"
+    ]
+    assert model.discriminator.norm == "layer"
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminator.modules())
+
+
 def test_lr_decay_linear_reaches_zero(make_cfg):
     cfg = make_cfg(*RING, "schedule.lr_decay=linear", "schedule.lr_decay_start=0.0", "schedule.max_steps=4")
     objs = build(cfg)

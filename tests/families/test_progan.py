@@ -272,3 +272,16 @@ def test_experiment_composes_and_logs_stage_and_alpha(make_cfg) -> None:
     assert logged[max(logged)] == (32.0, 1.0)
     assert all("train/d_drift" in r for r in records if "train/alpha" in r and "status" not in r)
     assert (run / "samples" / "step_0000002.png").is_file()
+
+
+def test_progan_digits_timeline_is_the_documented_one(make_cfg) -> None:
+    """What conf/experiment/progan_digits.yaml and experiments/progan_digits/README.md state:
+    32x32 fades in over steps 1000-1199, reaches alpha 1 at step 1200 (not 1400) and trains at
+    alpha 1 for the remaining 400 of the 1600 steps."""
+    cfg = make_cfg("experiment=progan_digits", tiny=False)  # its own max_steps
+    growth = GrowthSchedule.create(cfg.model.growth)
+    at = {step: growth.stage_and_alpha(step, num_stages=4) for step in (199, 200, 599, 600, 999, 1000)}
+    assert at == {199: (0, 1.0), 200: (1, 0.0), 599: (1, 1.0), 600: (2, 0.0), 999: (2, 1.0), 1000: (3, 0.0)}
+    assert growth.stage_and_alpha(1199, 4) == (3, 0.995)
+    assert growth.stage_and_alpha(1200, 4) == (3, 1.0) and growth.phase_start(3) == 1000
+    assert cfg.schedule.max_steps == 1600

@@ -10,20 +10,23 @@ from collections.abc import Callable
 import pytest
 import torch
 from hydra.utils import instantiate
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from gan_research.errors import ConfigError
 from gan_research.networks import (
     SUPPORTED_IMAGE_SIZES,
+    AuxiliaryDCGANDiscriminator,
+    ConditionalDCGANDiscriminator,
     DCGANDiscriminator,
     DCGANGenerator,
     MLPDiscriminator,
     MLPGenerator,
+    PatchGANDiscriminator,
     SeedFashionDiscriminator,
     SeedFashionGenerator,
 )
-from gan_research.networks.dcgan import dcgan_stages
+from gan_research.networks.dcgan import DISCRIMINATOR_NORMS, dcgan_stages
 
 
 # The networks of pytorch/examples dcgan/main.py (nz=100, ngf=ndf=64, nc=3), copied verbatim
@@ -224,7 +227,7 @@ def test_invalid_sizes_raise_config_error_listing_valid_sizes(bad: object) -> No
         (DCGANGenerator, {"max_channels": 0}, "max_channels"),
         (DCGANDiscriminator, {"leaky_slope": 1.5}, "leaky_slope"),
         (DCGANDiscriminator, {"ndf": 2.5}, "ndf"),
-        (DCGANDiscriminator, {"norm": "spectral"}, "batch, layer, none"),
+        (DCGANDiscriminator, {"norm": "spectral"}, "batch, layer, instance, none"),
     ],
 )
 def test_invalid_arguments_raise_config_error(build: type, kwargs: dict, named: str) -> None:
@@ -234,15 +237,61 @@ def test_invalid_arguments_raise_config_error(build: type, kwargs: dict, named: 
 
 def test_discriminator_norm_options() -> None:
     def norms(net: nn.Module) -> list[str]:
-        return [type(m).__name__ for m in net.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))]
+        kinds = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+        return [type(m).__name__ for m in net.modules() if isinstance(m, kinds)]
 
+    assert DCGANDiscriminator.norms == DISCRIMINATOR_NORMS == ("batch", "layer", "instance", "none")
     assert norms(DCGANDiscriminator()) == ["BatchNorm2d"] * 3
     assert norms(DCGANDiscriminator(norm="layer")) == ["GroupNorm"] * 3
+    assert norms(DCGANDiscriminator(norm="instance")) == ["InstanceNorm2d"] * 3
     assert norms(DCGANDiscriminator(norm="none")) == []
+    # The chosen value is declared (the gradient-penalty check names the key from it).
+    assert DCGANDiscriminator(norm="layer").norm == "layer"
+    assert ConditionalDCGANDiscriminator(10, norm="instance", image_size=16, ndf=4).norm == "instance"
+    assert AuxiliaryDCGANDiscriminator(10, image_size=16, ndf=4).norm == "batch"
     # Layer norm keeps every sample's logit independent of the rest of the batch (needed by GP).
     d = DCGANDiscriminator(image_size=16, ndf=8, norm="layer")
     x = torch.randn(4, 3, 16, 16)
     torch.testing.assert_close(d(x)[:1], d(x[:1]))
+
+
+def _sample0_input_gradient(d: nn.Module, batch: Tensor) -> Tensor:
+    """∂(Σ_i D(x_i))/∂x_0: what a gradient penalty or R1 computes for sample 0
+    (``gan_research.losses.regularizers._input_gradients``), D in training mode."""
+    x = batch.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x).sum(), x)
+    return grad[0]
+
+
+PER_SAMPLE_CRITICS: dict[str, Callable[[str], nn.Module]] = {
+    "dcgan": lambda norm: DCGANDiscriminator(image_size=16, channels=1, ndf=4, norm=norm),
+    # pix2pix / CycleGAN's D: patch logits, summed like the scores.
+    "patchgan": lambda norm: PatchGANDiscriminator(
+        input_channels=1, ndf=4, n_layers=2, norm=norm, image_size=16
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "norm"),
+    [("dcgan", n) for n in DISCRIMINATOR_NORMS] + [("patchgan", n) for n in PatchGANDiscriminator.norms],
+)
+def test_only_batch_norm_lets_the_other_samples_move_a_samples_input_gradient(name: str, norm: str) -> None:
+    """The defining property behind the ban on gradient penalties with a batch-norm critic
+    (Gulrajani et al. 2017, sec. 4): with a per-sample norm (layer, instance) or none, sample
+    0's input gradient is the same whatever the other samples of the batch are; with batch
+    norm (training mode) it moves."""
+    torch.manual_seed(0)
+    d = PER_SAMPLE_CRITICS[name](norm).train()
+    batch = torch.randn(4, 1, 16, 16)
+    others_changed = batch.clone()
+    others_changed[1:] = 3.0 * torch.randn(3, 1, 16, 16) + 1.0
+    grad, grad_changed = _sample0_input_gradient(d, batch), _sample0_input_gradient(d, others_changed)
+    assert grad.abs().sum() > 0
+    if norm == "batch":
+        assert (grad_changed - grad).norm() > 0.05 * grad.norm()
+    else:
+        torch.testing.assert_close(grad_changed, grad)
 
 
 def test_spectral_norm_wraps_every_discriminator_conv() -> None:

@@ -167,10 +167,22 @@ def test_generator_and_discriminator_shapes(version):
     assert d(x).shape == (4,) and tuple(d.input_shape) == g.output_shape
 
 
-def test_noise_inputs_are_per_channel_and_start_at_zero_strength():
+@pytest.mark.parametrize("version", [1, 2])
+def test_noise_strength_is_per_channel_in_v1_and_one_scalar_per_layer_in_v2(version):
+    """v1: StyleGAN's B, learned per-feature scaling factors (sec. 2, Fig. 1b). v2: one scalar
+    per layer, stylegan2-ada-pytorch training/networks.py SynthesisLayer:
+    ``self.noise_strength = torch.nn.Parameter(torch.zeros([]))``."""
+    layers = tiny_generator(version).synthesis_network.layers
+    for layer in layers.values():
+        strength = layer.noise.strength
+        expected = (layer.bias.shape[0],) if version == 1 else ()
+        assert strength.shape == expected and strength.eq(0).all()
+
+
+def test_noise_inputs_start_at_zero_strength():
     g = tiny_generator(2)
     strengths = [m.noise.strength for m in g.synthesis_network.layers.values()]
-    assert all(s.dim() == 1 and s.eq(0).all() for s in strengths)
+    assert all(s.dim() == 0 and s.eq(0).all() for s in strengths)
     torch.manual_seed(1)
     ws = g.mapping(torch.randn(2, 16))
     # Zero strengths: random and no noise give the same image; a strength makes them differ.
@@ -189,6 +201,12 @@ def test_parameter_counts_match_the_official_config_f_at_1024():
     g = StyleGANGenerator(image_size=1024, channels=3)
     assert g.num_ws == 18
     assert sum(p.numel() for p in g.mapping_network.parameters()) == 8 * (512 * 512 + 512)
+    # Exactly the official synthesis network (stylegan2-ada-pytorch SynthesisNetwork, config-f, skip
+    # to-RGB): 28,268,812, so G has 30,370,060 parameters. Its 17 SynthesisLayers have one scalar
+    # noise strength each; per-channel strengths (as before issue 14) added 5,551 (sum of their widths
+    # minus 17).
+    assert sum(p.numel() for p in g.synthesis_network.parameters()) == 28_268_812
+    assert sum(p.numel() for p in g.parameters()) == 30_370_060
 
 
 def test_style_groups_cover_every_style():
