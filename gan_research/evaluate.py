@@ -1,6 +1,6 @@
 """``gan-eval``: the metrics of one checkpoint of a run, as JSON.
 
-The run is rebuilt from its own ``.hydra/config.yaml`` (DESIGN.md: tools read
+The run is rebuilt from its own ``.hydra/config.yaml`` (tools read
 the run directory, never private state); the checkpoint is loaded with
 ``weights_only=True``; the metrics are the run's ``MetricSuite`` with the
 settings of the ``metrics`` group given to ``gan-eval``, or for an image-translation
@@ -420,7 +420,7 @@ def write_result(out: Path, result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """The ``gan-eval`` console script (issue 13, item 5: one clear error, nothing written).
+    """The ``gan-eval`` console script (one clear error on bad input, nothing written).
 
     The command line is composed and checked first (Hydra's unknown options and keys,
     a missing ``run_dir``, a directory that is not a run, a missing checkpoint), each

@@ -54,7 +54,7 @@ def test_model_options_instantiate(make_cfg, model):
     module = instantiate(cfg.model)
     assert isinstance(module, AdversarialModule)
     module.check_data(instantiate(cfg.dataset))
-    # G and D are instantiable on their own (DESIGN.md's config contract).
+    # G and D are instantiable on their own (each network config is instantiable by itself).
     g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
     if module.latent_input:
         assert tuple(g.output_shape)[-2:] == tuple(d.input_shape)[-2:]

@@ -1,4 +1,4 @@
-"""``gan-eval`` on bad input: one ``error:`` line, exit code 2, nothing created (issue 13, item 5).
+"""``gan-eval`` on bad input: one ``error:`` line, exit code 2, nothing created.
 
 The entry point runs in process (``sys.argv`` patched) for the battery; one subprocess proves
 the console script itself, with Hydra's real logging configuration. Run directories are

@@ -1,4 +1,4 @@
-"""End to end: the run directory contract of DESIGN.md, and bad input failing before any work."""
+"""End to end: the run directory layout of the README, and bad input failing before any work."""
 
 from __future__ import annotations
 

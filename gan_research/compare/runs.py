@@ -1,7 +1,7 @@
 """The runs of a sweep, read into :class:`RunRecord` s that the report and the stability labels share.
 
-Two sources, one record: a local sweep directory (the run-directory contract of
-DESIGN.md: ``.hydra/config.yaml``, ``.hydra/overrides.yaml``, ``metrics.jsonl``,
+Two sources, one record: a local sweep directory (the run directory layout of the
+README: ``.hydra/config.yaml``, ``.hydra/overrides.yaml``, ``metrics.jsonl``,
 ``samples/``) and, for sweeps that ran elsewhere, a W&B group read through the
 public API. Everything a run may lack (it crashed before writing, it was killed
 mid-line) is tolerated: such a run is still listed with what is known about it, and

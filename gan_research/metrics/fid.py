@@ -351,7 +351,7 @@ def load_or_compute_real_stats(
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # a damaged file fails in many ways (IndexError, EOFError, ...)
-            # weights_only=True: a planted cache file is refused, never run (issue 13, item 4).
+            # weights_only=True: a planted cache file is refused, never run.
             raise CheckpointError(
                 f"FID real-statistics cache {path} is unreadable: {describe_load_error(err)}; "
                 "delete it to recompute."

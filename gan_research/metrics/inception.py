@@ -11,8 +11,8 @@ Our machines have no internet, so the weights are never downloaded here: they ar
 looked for in the config, the ``GAN_INCEPTION_WEIGHTS`` variable and the torch hub
 cache, and a missing file is an error saying where to get it and where to put it.
 
-The file is read by this module with ``torch.load(weights_only=True)`` (issue 13, item 4:
-nothing that loads a file runs code), never by torch-fidelity, whose loader unpickles
+The file is read by this module with ``torch.load(weights_only=True)`` (nothing that
+loads a file may run code), never by torch-fidelity, whose loader unpickles
 with ``weights_only=False``: a planted file in any of the three places would run code.
 Its SHA-256 cannot be checked instead: only the first 8 hex digits (``6726825d``, the
 file name's suffix) are published, and tests use fabricated files of the same name.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import socket
 import time
@@ -85,9 +86,16 @@ def config_differences(recorded: DictConfig, requested: DictConfig) -> list[tupl
         if _ignored(key):
             continue
         a, b = old.get(key, missing), new.get(key, missing)
-        if a != b and _resolved(recorded, key) != _resolved(requested, key):
+        if not _same(a, b) and not _same(_resolved(recorded, key), _resolved(requested, key)):
             diffs.append((key, a, b))
     return diffs
+
+
+def _same(a: Any, b: Any) -> bool:
+    # NaN is a value a sweep can set (schedule.lr_d=nan): the same setting as itself.
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
 
 
 class _Unresolvable:

@@ -1,4 +1,4 @@
-"""Hand-written run directories in the layout of DESIGN.md, for gan-compare's tests."""
+"""Hand-written run directories in the run directory layout of the README, for gan-compare's tests."""
 
 from __future__ import annotations
 
