@@ -68,7 +68,8 @@ class PreemptionCheckpoint(pl.Callback):
         # A handler that was there before ours (submitit's requeue on SLURM) runs now, after the
         # checkpoint is on disk, instead of killing the step half-way.
         previous = self._previous.get(getattr(self, "_received_signum", -1))
-        if callable(previous):
+        # Python's own Ctrl-C handler would only raise KeyboardInterrupt, undoing the clean stop.
+        if callable(previous) and previous is not signal.default_int_handler:
             previous(self._received_signum, None)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
