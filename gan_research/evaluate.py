@@ -43,10 +43,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError
 from gan_research.metrics.suite import MetricSuite
 from gan_research.metrics.translation import TranslationMetrics
-from gan_research.train import CONFIG_DIR
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.safe_config import (
     ALLOWED_TARGET_PREFIXES,

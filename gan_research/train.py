@@ -44,6 +44,7 @@ from gan_research.callbacks.checkpoint import (
 )
 from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.callbacks.preemption import PreemptionCheckpoint
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import ConfigError, GanResearchError
 from gan_research.families.base import rng_states
 from gan_research.utils.hydra_errors import hydra_error_message
@@ -58,8 +59,6 @@ from gan_research.utils.run_dir import (
 )
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _choice(group: str) -> str:
@@ -471,20 +470,6 @@ def _objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
-    """conf/train.yaml composed as `gan-train` would, with the run directory at ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    # Lets ${hydra:runtime.choices.*} and error messages name the chosen options, as in gan-train.
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-        # ${hydra:runtime.output_dir} only resolves inside a Hydra app: pin the run directory.
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 # The work of the command-line check, handed to the Hydra job it ran ahead of (same config).

@@ -12,10 +12,11 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ConfigKeyError
 
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule, Schedule
 from gan_research.losses import GANObjective
-from gan_research.train import CONFIG_DIR, build
+from gan_research.train import build
 
 CONF = Path(CONFIG_DIR)
 

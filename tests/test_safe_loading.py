@@ -20,6 +20,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import CheckpointError, ConfigError
 from gan_research.evaluate import evaluate_checkpoint
 from gan_research.metrics.classifier import load_classifier
@@ -30,7 +31,6 @@ from gan_research.metrics.inception import (
     InceptionFeatures,
     load_inception_state_dict,
 )
-from gan_research.train import CONFIG_DIR
 from gan_research.utils.safe_config import (
     ALLOWED_TARGET_PREFIXES,
     DisallowedTargetError,

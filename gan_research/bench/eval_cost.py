@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from gan_research.train import compose_run, train
+from gan_research.config import compose_run
+from gan_research.train import train
 
 # Case name -> the overrides that make it (the experiment's own settings otherwise).
 CASES: dict[str, list[str]] = {

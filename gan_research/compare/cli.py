@@ -29,11 +29,9 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from gan_research.compare.report import skipped_lines_note, write_report
 from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs
 from gan_research.compare.stability import StabilityRules
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import ConfigError, GanResearchError
 
-# Not gan_research.train.CONFIG_DIR: importing the training script (Lightning, torch) would add
-# seconds to every gan-compare start.
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 CONFIG_NAME = "compare"
 SOURCES = ("local", "wandb")
 # The metrics a warning lists when a requested one was never logged.

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
+from gan_research.config import CONFIG_DIR
 from gan_research.data.base import check_positive_int, convert_channels
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError
 from gan_research.utils.safe_config import describe_load_error
@@ -57,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 CHECKPOINT_FORMAT = "gan_research.domain_classifier/1"
 # Three 2x poolings: smaller inputs would pool away to nothing.
 MIN_IMAGE_SIZE = 8

@@ -13,8 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from gan_research.compare import cli
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import ConfigError
-from gan_research.train import CONFIG_DIR
 from tests.compare.test_runs import fake_api
 
 

@@ -13,8 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from gan_research.compare.runs import RunRecord
 from gan_research.compare.stability import StabilityRules, label_run, relative_oscillation
+from gan_research.config import CONFIG_DIR
 from gan_research.errors import ConfigError
-from gan_research.train import CONFIG_DIR
 
 RULES = StabilityRules()
 N = 60  # logged points of a 6000-step run logged every 100 steps
