@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from torchvision.utils import save_image
-
-from gan_research.data.base import convert_channels
 
 
 class SampleGrid(pl.Callback):
@@ -108,11 +105,3 @@ class SampleGrid(pl.Callback):
 def _save_grid(images: Tensor, path: Path, nrow: int) -> None:
     # Generators end in tanh: map [-1, 1] to [0, 1] for the PNG.
     save_image(images.clamp(-1, 1) * 0.5 + 0.5, path, nrow=nrow, padding=2, pad_value=1.0)
-
-
-def grid_rows(*columns: Tensor) -> Tensor:
-    """Images of the columns interleaved a row at a time (input | output | target, ...), grey
-    repeated to RGB beside RGB, for a grid of ``len(columns)`` images a row."""
-    channels = max(c.shape[1] for c in columns)
-    columns = tuple(convert_channels(c, channels) for c in columns)
-    return torch.stack(columns, dim=1).flatten(0, 1)

@@ -19,10 +19,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from gan_research.errors import ConfigError, DataError
 
-# ITU-R 601-2 luma weights, the ones PIL's convert("L") uses, so RGB datasets turned
-# grey here match image folders converted by PIL.
-_LUMA = (0.299, 0.587, 0.114)
-
 # Images are resized in chunks so resizing 60k MNIST digits never holds a float copy
 # of the whole dataset.
 _RESIZE_CHUNK = 4096
@@ -153,22 +149,6 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
             out = out.round_().clamp_(0, 255).to(torch.uint8)
         chunks.append(out)
     return torch.cat(chunks)
-
-
-def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """Convert NCHW images between grey (1 channel) and RGB (3 channels)."""
-    have = x.shape[1]
-    if have == channels:
-        return x
-    if have == 1 and channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    if have == 3 and channels == 1:
-        weights = torch.tensor(_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
-        grey = (x.to(torch.float32) * weights).sum(dim=1, keepdim=True)
-        if x.dtype == torch.uint8:
-            return grey.round_().clamp_(0, 255).to(torch.uint8)
-        return grey
-    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
 
 
 def check_positive_int(name: str, value: Any, owner: str) -> int:

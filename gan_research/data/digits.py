@@ -18,10 +18,10 @@ from gan_research.data.base import (
     InMemoryDataset,
     check_channels,
     check_positive_int,
-    convert_channels,
     resize_images,
 )
 from gan_research.errors import ConfigError
+from gan_research.utils.images import convert_channels
 
 _NATIVE_SIZE = 8
 _MAX_PIXEL = 16.0

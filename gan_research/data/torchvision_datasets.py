@@ -24,10 +24,10 @@ from gan_research.data.base import (
     InMemoryDataset,
     check_channels,
     check_positive_int,
-    convert_channels,
     resize_images,
 )
 from gan_research.errors import ConfigError, DataError
+from gan_research.utils.images import convert_channels
 
 
 class TorchvisionDataModule(GANDataModule):

@@ -76,11 +76,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_research.callbacks.samples import grid_rows
 from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule
 from gan_research.losses.adversarial import AdversarialLoss, LeastSquaresLoss
 from gan_research.networks.pairs import DiscriminatorPair, TranslationPair
+from gan_research.utils.images import grid_rows
 
 TRANSLATION_DATASETS = "unpaired_folder, digits_inverted, paired_folder, digits_edges"
 

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_research.callbacks.samples import grid_rows
 from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule
+from gan_research.utils.images import grid_rows
 
 PAIRED_DATASETS = "paired_folder, digits_edges"
 

@@ -39,8 +39,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
 from gan_research.config import CONFIG_DIR
-from gan_research.data.base import check_positive_int, convert_channels
+from gan_research.data.base import check_positive_int
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError
+from gan_research.utils.images import convert_channels
 from gan_research.utils.safe_config import describe_load_error
 
 __all__ = [

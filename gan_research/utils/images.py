@@ -1,0 +1,38 @@
+"""Image helpers shared by data modules, families, callbacks and metrics.
+
+They live below all of those packages, so that a family drawing its sample grid does not
+import a callback and a metric converting channels does not import a datamodule.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# ITU-R 601-2 luma weights, the ones PIL's convert("L") uses, so RGB datasets turned
+# grey here match image folders converted by PIL.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convert NCHW images between grey (1 channel) and RGB (3 channels)."""
+    have = x.shape[1]
+    if have == channels:
+        return x
+    if have == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if have == 3 and channels == 1:
+        weights = torch.tensor(_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+        grey = (x.to(torch.float32) * weights).sum(dim=1, keepdim=True)
+        if x.dtype == torch.uint8:
+            return grey.round_().clamp_(0, 255).to(torch.uint8)
+        return grey
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+def grid_rows(*columns: Tensor) -> Tensor:
+    """Images of the columns interleaved a row at a time (input | output | target, ...), grey
+    repeated to RGB beside RGB, for a grid of ``len(columns)`` images a row."""
+    channels = max(c.shape[1] for c in columns)
+    columns = tuple(convert_channels(c, channels) for c in columns)
+    return torch.stack(columns, dim=1).flatten(0, 1)
