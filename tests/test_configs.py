@@ -14,7 +14,8 @@ from omegaconf.errors import ConfigKeyError
 
 from gan_research.config import CONFIG_DIR
 from gan_research.errors import ConfigError
-from gan_research.families.base import AdversarialModule, Schedule
+from gan_research.families.base import AdversarialModule
+from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective
 from gan_research.train import build
 

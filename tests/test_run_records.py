@@ -197,3 +197,18 @@ def test_metrics_lines_record_each_step_once_per_process(make_cfg):
     assert [s["status"] for s in statuses] == ["finished"]
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
     assert not list((run / "checkpoints").glob("*-v1.ckpt"))
+
+
+def test_a_moved_class_is_not_a_change_of_configuration():
+    """A run recorded before a refactor (Schedule moved from families.base to families.schedule,
+    re-exported where it was) resumes: both names are the same object. Only gan_research names
+    are looked up, since importing a module named in a file can run code."""
+    from gan_research.utils.run_dir import config_differences
+
+    old = OmegaConf.create({"schedule": {"_target_": "gan_research.families.base.Schedule.create"}})
+    new = OmegaConf.create({"schedule": {"_target_": "gan_research.families.schedule.Schedule.create"}})
+    assert config_differences(old, new) == []
+    other = OmegaConf.create({"schedule": {"_target_": "gan_research.families.base.AdversarialModule"}})
+    assert [d[0] for d in config_differences(old, other)] == ["schedule._target_"]
+    foreign = OmegaConf.create({"schedule": {"_target_": "antigravity.fly"}})
+    assert [d[0] for d in config_differences(old, foreign)] == ["schedule._target_"]

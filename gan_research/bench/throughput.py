@@ -57,7 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from gan_research.config import compose_run
 from gan_research.data.base import InMemoryDataset, uint8_to_signed_unit
 from gan_research.errors import ConfigError
-from gan_research.families.base import Schedule
+from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective
 from gan_research.train import build
 from gan_research.utils.jsonl_logger import JsonlLogger

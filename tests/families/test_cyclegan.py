@@ -15,8 +15,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_research.errors import ConfigError
-from gan_research.families.base import AdversarialModule, Schedule
+from gan_research.families.base import AdversarialModule
 from gan_research.families.cyclegan import CycleGAN, HistoryPool
+from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective, LeastSquaresLoss, NonSaturatingLoss
 from gan_research.networks.pairs import DiscriminatorPair, TranslationPair
 from gan_research.networks.patchgan import PatchGANDiscriminator
