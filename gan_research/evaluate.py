@@ -44,7 +44,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_research.config import CONFIG_DIR
-from gan_research.errors import CheckpointError, ConfigError, GanResearchError
+from gan_research.errors import CheckpointError, ConfigError, GanResearchError, exit_with_error, user_error_in
 from gan_research.metrics.suite import MetricSuite
 from gan_research.metrics.translation import TranslationMetrics
 from gan_research.utils.hydra_errors import hydra_error_message
@@ -204,11 +204,9 @@ def _instantiate(node: DictConfig, what: str, source: str, allowed: Sequence[str
     try:
         return instantiate(safe)
     except InstantiationException as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, GanResearchError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
+        ours = user_error_in(err)
+        if ours is not None:
+            raise ours from None
         raise ConfigError(f"{source}: could not rebuild the run's {what} ({one_line(str(err))})") from None
 
 
@@ -397,8 +395,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         out = _output_path(run_dir, Path(result["checkpoint"]), cfg.get("out"))
         write_result(out, result)
     except GanResearchError as err:
-        print(f"error: {one_line(str(err), 2000)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(err)
     print(json.dumps(result["metrics"], indent=2))
     log.info("wrote %s", out)
 
@@ -435,11 +432,9 @@ def main() -> None:
             if not (args.cfg or args.info):
                 check_request(cfg)
         except (HydraException, OmegaConfBaseException) as err:
-            print(f"error: {composition_error(err, overrides)}", file=sys.stderr)
-            sys.exit(2)
+            exit_with_error(composition_error(err, overrides))
         except GanResearchError as err:
-            print(f"error: {one_line(str(err), 2000)}", file=sys.stderr)
-            sys.exit(2)
+            exit_with_error(err)
     _hydra_main()
 
 

@@ -45,7 +45,7 @@ from gan_research.callbacks.checkpoint import (
 from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.callbacks.preemption import PreemptionCheckpoint
 from gan_research.config import CONFIG_DIR
-from gan_research.errors import ConfigError, GanResearchError
+from gan_research.errors import ConfigError, GanResearchError, exit_with_error, user_error_in
 from gan_research.families.base import rng_states
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
@@ -98,11 +98,9 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
             f"(add {key}=...; see conf/{group}/{_choice(group)}.yaml)"
         ) from None
     except InstantiationException as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, GanResearchError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
+        ours = user_error_in(err)
+        if ours is not None:
+            raise ours from None
         raise ConfigError(f"could not build {what}: {err}") from err
 
 
@@ -152,9 +150,13 @@ def _check_run_dir(run_dir: Path) -> None:
         ) from None
 
 
-def _holds_a_run(run_dir: Path) -> bool:
+def _has_checkpoints(run_dir: Path) -> bool:
     ckpt_dir = run_dir / "checkpoints"
-    return (run_dir / METRICS_FILE).is_file() or (ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt")))
+    return ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt"))
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    return (run_dir / METRICS_FILE).is_file() or _has_checkpoints(run_dir)
 
 
 def _resolve_resume(run_dir: Path, cfg: DictConfig, model: torch.nn.Module) -> tuple[str | None, list[str]]:
@@ -172,8 +174,7 @@ def _resolve_resume(run_dir: Path, cfg: DictConfig, model: torch.nn.Module) -> t
         check_fits(load_checkpoint_safely(ckpt_path, what), model, what)
         return str(ckpt_path), []
     ckpt_dir = run_dir / "checkpoints"
-    has_checkpoints = ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt"))
-    if not has_checkpoints:
+    if not _has_checkpoints(run_dir):
         return None, []
     if cfg.get("resume", "auto") == "never":
         raise RunDirectoryError(
@@ -499,7 +500,7 @@ def _app(cfg: DictConfig) -> float | None:
         if isinstance(err, GanResearchError):
             _remove_if_empty(Path(cfg.paths.output_dir))
         # One clear line for bad input or divergence instead of a traceback.
-        _exit_with_error(str(err), 2 if isinstance(err, GanResearchError) else 1)
+        exit_with_error(str(err), 2 if isinstance(err, GanResearchError) else 1)
     except Exception as err:
         if not _is_multirun():
             raise
@@ -507,12 +508,6 @@ def _app(cfg: DictConfig) -> float | None:
         _record_failure(cfg, err)
         return math.nan if cfg.get("optimized_metric") else None
     return _objective(cfg, result["metrics"])
-
-
-def _exit_with_error(message: str, code: int = 2) -> None:
-    # Exactly one line, whatever the message's own layout.
-    print("error: " + " ".join(str(message).split()), file=sys.stderr)
-    sys.exit(code)
 
 
 def _remove_if_empty(run_dir: Path) -> None:
@@ -579,10 +574,10 @@ def main(argv: list[str] | None = None) -> None:
                 task_cfg, run_dir = composed
                 prepared = prepare(task_cfg)
         except GanResearchError as err:
-            _exit_with_error(str(err))
+            exit_with_error(str(err))
         except (HydraException, OmegaConfBaseException, ValueError) as err:
             # ValueError: Hydra's own for some malformed overrides ("=3").
-            _exit_with_error(hydra_error_message(err, args.overrides, _compose_base))
+            exit_with_error(hydra_error_message(err, args.overrides, _compose_base))
         finally:
             GlobalHydra.instance().clear()
         if composed is not None:

@@ -19,6 +19,7 @@ from gan_research.errors import CheckpointError, ConfigError
 from gan_research.train import train
 from gan_research.utils.jsonl_logger import read_records
 from gan_research.utils.run_dir import RunLock
+from tests.test_safe_loading import Payload
 
 MLP = ("model=mlp", "dataset=ring8")
 
@@ -32,14 +33,6 @@ class StopAt(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step >= self.step:
             trainer.should_stop = True
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 def _step(path: Path) -> int:
@@ -181,17 +174,17 @@ def test_resume_never_runs_a_planted_checkpoint(make_cfg, tmp_path, monkeypatch)
     run = train(make_cfg(*MLP, "schedule.max_steps=2"))["run_dir"]
     good = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     for path in (run / "checkpoints").glob("*.ckpt"):
-        torch.save({**good, "payload": _Payload(marker)}, path)
+        torch.save({**good, "payload": Payload(marker)}, path)
     _drop_status(run)
-    with pytest.raises(CheckpointError, match="safe loader"):
+    with pytest.raises(CheckpointError, match="refused, never run"):
         train(make_cfg(*MLP, "schedule.max_steps=2"))
     with pytest.raises(Exception):  # noqa: B017 - whatever torch raises, the payload must not run
         AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert not marker.exists()
 
 
-def test_metrics_lines_record_each_step_once_per_process(make_cfg):
-    """One process per directory: a finished run's record has one status line."""
+def test_a_finished_run_has_one_status_line_and_unversioned_checkpoints(make_cfg):
+    """The record of a run that was never restarted: one status line, no ``last-v1.ckpt``."""
     run = train(make_cfg(*MLP))["run_dir"]
     statuses = [r for r in read_records(run / "metrics.jsonl") if "status" in r]
     assert [s["status"] for s in statuses] == ["finished"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 import zipfile
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from gan_research.errors import CheckpointError
+from gan_research.utils.safe_config import describe_load_error
 
 log = logging.getLogger(__name__)
 
@@ -135,32 +135,21 @@ def load_checkpoint_safely(path: str | Path, what: str) -> dict[str, Any]:
         raise CheckpointError(f"{what} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{what} is empty (0 bytes): a save was cut off, or it is not a checkpoint")
-    try:
-        checkpoint = _load_weights_only(path)
-    except pickle.UnpicklingError as err:
-        # weights_only refused a global: the file holds code or objects, not just tensors.
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{what} was refused by the safe loader (torch.load weights_only=True): {first[:200]}; "
-            "gan_research only loads checkpoints of plain tensors and containers"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{what} is not a readable checkpoint (truncated or corrupt?): {reason}"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{what} is not a Lightning checkpoint of a gan_research run (no state_dict)")
-    return checkpoint
-
-
-def _load_weights_only(path: Path) -> Any:
     # torch.save writes zip archives (since torch 1.6) and so do Lightning and this project; a
     # file that is not one is cut off (the archive's directory is at its end) or something else.
     if not zipfile.is_zipfile(path):
-        raise ValueError("not in torch.save's zip format (cut off by a crash, or not a checkpoint)")
-    # mmap: validating a large checkpoint reads only what is touched.
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        raise CheckpointError(
+            f"{what} is not a readable checkpoint: not in torch.save's zip format "
+            "(cut off by a crash, or not a checkpoint)"
+        )
+    try:
+        # mmap: validating a large checkpoint reads only what is touched.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # damaged files fail in many ways (zip, unpickling, EOF, OS errors)
+        raise CheckpointError(f"{what} is not a readable checkpoint: {describe_load_error(err)}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{what} is not a Lightning checkpoint of a gan_research run (no state_dict)")
+    return checkpoint
 
 
 def check_fits(checkpoint: dict[str, Any], model: torch.nn.Module, what: str) -> None:

@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -30,7 +30,7 @@ from gan_research.compare.report import skipped_lines_note, write_report
 from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs
 from gan_research.compare.stability import StabilityRules
 from gan_research.config import CONFIG_DIR
-from gan_research.errors import ConfigError, GanResearchError
+from gan_research.errors import ConfigError, GanResearchError, exit_with_error, one_line
 
 CONFIG_NAME = "compare"
 SOURCES = ("local", "wandb")
@@ -162,7 +162,7 @@ def _check_overrides(overrides: list[str]) -> None:
         try:
             override = parser.parse_override(line)
         except (HydraException, ValueError) as err:
-            message = " ".join(str(err).split()).split(" See ")[0]
+            message = one_line(str(err)).split(" See ")[0]
             raise ConfigError(f"cannot parse the override {line!r}: {message}") from err
         key = override.key_or_group
         top = key.split(".")[0]
@@ -198,12 +198,6 @@ def _compose(overrides: list[str]) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
-def _exit_with_error(message: str) -> NoReturn:
-    # Exactly one line, whatever the message's own layout.
-    print("error: " + " ".join(str(message).split()), file=sys.stderr)
-    sys.exit(2)
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def _app(cfg: DictConfig) -> None:
     # Reached only for Hydra's informational flags (--help, --cfg job, ...), which return before it.
@@ -226,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     if args.multirun:
         # Hydra's multirun would make sweep folders; one report per command is the contract.
-        _exit_with_error("gan-compare writes one report per command: run it once per setting, without -m")
+        exit_with_error("gan-compare writes one report per command: run it once per setting, without -m")
     if _informational(args):
         sys.argv = [sys.argv[0], *argv]
         _app()
@@ -236,9 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = _compose(args.overrides)
         report = compare(cfg)
     except GanResearchError as err:
-        _exit_with_error(str(err))
+        exit_with_error(str(err))
     except (HydraException, OmegaConfBaseException) as err:
-        _exit_with_error(str(err))
+        exit_with_error(str(err))
     print(report)
 
 

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -40,7 +39,7 @@ from torch.utils.data import Dataset, default_collate
 
 from gan_research.config import CONFIG_DIR
 from gan_research.data.base import check_positive_int
-from gan_research.errors import CheckpointError, ConfigError, GanResearchError
+from gan_research.errors import CheckpointError, ConfigError, GanResearchError, exit_with_error, user_error_in
 from gan_research.utils.images import convert_channels
 from gan_research.utils.safe_config import describe_load_error
 
@@ -514,11 +513,9 @@ def _instantiate_dataset(node: DictConfig) -> Any:
         return instantiate(node)
     except InstantiationException as err:
         # Hydra wraps constructor errors; surface ours (they already name the bad value).
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, GanResearchError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
+        ours = user_error_in(err)
+        if ours is not None:
+            raise ours from None
         raise ConfigError(f"could not build the dataset: {err}") from err
 
 
@@ -567,10 +564,8 @@ def main(cfg: DictConfig) -> float:
     try:
         return run(cfg)["test_accuracy"]
     except GanResearchError as err:
-        # One clear line for bad input instead of a traceback.
-        log.error("%s", err)
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        # One clear line for bad input instead of a traceback (printed once, not logged too).
+        exit_with_error(err)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ from typing import Any
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from gan_research.errors import one_line
+
 _OVERRIDE_RE = re.compile(r"Could not override '([^']+)'")
 _APPEND_RE = re.compile(r"Could not append to config\. An item is already at '([^']+)'")
 _KEY_RE = re.compile(r"Key '([^']+)' is not in struct")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def _valid_keys(compose_base: Callable[[], DictConfig] | None, key: str) -> str:
@@ -51,7 +49,7 @@ def hydra_error_message(
     """
     text = str(err)
     if isinstance(err, OverrideParseException):
-        detail = _one_line(text.split(" See https://")[0])
+        detail = one_line(text.split(" See https://")[0])
         return f"cannot parse the override {err.override!r} (key=value; see `--help`): {detail}"
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         missing = str(err.missing_cfg_file)
@@ -59,7 +57,7 @@ def hydra_error_message(
         options = list(getattr(err, "options", None) or [])
         if group and options:
             return f"{group}={option} is not an option of {group}; valid options: {', '.join(options)}"
-        return _one_line(text)
+        return one_line(text)
     match = _OVERRIDE_RE.search(text)
     if match and ("not in struct" in text or "append to your config" in text):
         key = match.group(1)
@@ -67,9 +65,9 @@ def hydra_error_message(
         return f"unknown key {key} (in {key}={value}){_valid_keys(compose_base, key)}"
     cause = err.__cause__
     if cause is not None:
-        cause_text = _one_line(str(cause))
+        cause_text = one_line(str(cause))
         key = _KEY_RE.search(cause_text)
         if key and match:
             return f"unknown key {match.group(1)}{_valid_keys(compose_base, match.group(1))}"
-        return _one_line(f"{text} ({cause_text})" if cause_text and cause_text not in text else text)
-    return _one_line(text)
+        return one_line(f"{text} ({cause_text})" if cause_text and cause_text not in text else text)
+    return one_line(text)

@@ -32,7 +32,7 @@ from hydra._internal.utils import _locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan_research.errors import CheckpointError, ConfigError
+from gan_research.errors import CheckpointError, ConfigError, one_line
 
 #: Packages whose classes and functions a run config may instantiate (matched on whole
 #: dotted components): this project, torch's optimisers (``torch.optim.lr_scheduler``
@@ -182,12 +182,6 @@ def checked_node(
 
 
 # --- torch files -------------------------------------------------------------------------
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """``text`` with its whitespace (newlines included) collapsed, cut at ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def describe_load_error(err: BaseException) -> str:
