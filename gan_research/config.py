@@ -6,12 +6,16 @@ Kept apart from ``train.py`` so that tools which only read configs (``gan-eval``
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.utils import get_class
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 #: The repository's ``conf/`` folder (an editable install keeps it beside the package).
 CONFIG_DIR: str = str(Path(__file__).resolve().parent.parent / "conf")
@@ -29,3 +33,86 @@ def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
         # ${hydra:runtime.output_dir} only resolves inside a Hydra app: pin the run directory.
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+# ------------------------------------------------------------------ the options' declarations
+# Error messages list valid choices from what the options declare (a dataset class's ``kinds``,
+# a family class's ``data_kinds``, the ``${dataset.*}`` keys a model config reads), never from
+# name lists kept in code: a new option is listed as soon as its files exist.
+
+_DATASET_KEY = re.compile(r"\$\{dataset\.([\w.]+)\}")
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (the yaml files in ``conf/<group>/``)."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def raw_option(group: str, name: str) -> DictConfig:
+    """``conf/<group>/<name>.yaml`` unresolved, merged over the options of the same group its
+    ``defaults`` list names (``stylegan`` over ``stylegan2``), without composing the whole tree."""
+    node = OmegaConf.load(Path(CONFIG_DIR) / group / f"{name}.yaml")
+    merged = OmegaConf.create()
+    for entry in node.pop("defaults", []) or []:
+        if isinstance(entry, str) and entry != "_self_":
+            merged = OmegaConf.merge(merged, raw_option(group, entry))
+    return OmegaConf.merge(merged, node)
+
+
+def dataset_keys_read(node: Any) -> set[str]:
+    """The ``dataset.*`` keys a config node reads through interpolation (unresolved strings)."""
+    if isinstance(node, DictConfig | ListConfig):
+        container = OmegaConf.to_container(node, resolve=False)
+    else:
+        container = node
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            found.update(_DATASET_KEY.findall(value))
+
+    walk(container)
+    return found
+
+
+def _target_class(node: Any) -> Any:
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str):
+        return None
+    try:
+        return get_class(target.rsplit(".", 1)[0] if target.endswith(".create") else target)
+    except Exception:  # an option whose class does not import is simply not listed
+        return None
+
+
+def dataset_options_of(kinds: Iterable[Any]) -> list[str]:
+    """Dataset options whose datamodule class declares one of ``kinds``."""
+    wanted = set(kinds)
+    return [
+        name
+        for name in group_options("dataset")
+        if set(getattr(_target_class(raw_option("dataset", name)), "kinds", ())) & wanted
+    ]
+
+
+def model_options_for(kind: Any, dataset_keys: Iterable[str], labelled: bool = True) -> list[str]:
+    """Model options whose family learns from ``kind`` (and needs no labels unless ``labelled``)
+    and whose networks read only ``dataset_keys``."""
+    have = set(dataset_keys)
+    fitting = []
+    for name in group_options("model"):
+        node = raw_option("model", name)
+        family = _target_class(node)
+        if family is None or kind not in getattr(family, "data_kinds", ()):
+            continue
+        if getattr(family, "needs_labels", False) and not labelled:
+            continue
+        if dataset_keys_read(node) <= have:
+            fitting.append(name)
+    return fitting

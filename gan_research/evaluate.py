@@ -2,12 +2,17 @@
 
 The run is rebuilt from its own ``.hydra/config.yaml`` (tools read
 the run directory, never private state); the checkpoint is loaded with
-``weights_only=True``; the metrics are the run's ``MetricSuite`` with the
-settings of the ``metrics`` group given to ``gan-eval``, or for an image-translation
-run (pix2pix, CycleGAN: models with ``translate``) the ``TranslationMetrics`` of
-``metrics=translation``. For a class-conditional model the JSON also holds
-``per_class``: the per-class class accuracy and intra-FID behind ``metrics``'
-``val/class_accuracy_*`` and ``val/intra_fid_*``.
+``weights_only=True``; the metrics are those of the evaluator the run trained with: the
+``metrics.evaluator`` node of its recorded config, instantiated as the evaluation callback
+instantiated it (the metric suite of generators, the translation metrics of pix2pix and
+CycleGAN), with the ``metrics.<key>=...`` settings of the command applied on top. Choosing a
+``metrics=<option>`` on the command line scores with that option's evaluator instead, and so does
+a run that recorded none (``metrics=none``, or a run recorded before evaluators were). The
+evaluator protocol is in :mod:`gan_research.metrics.evaluator`. For a class-conditional model
+the JSON also holds ``per_class``: the per-class class accuracy and intra-FID behind
+``metrics``' ``val/class_accuracy_*`` and ``val/intra_fid_*``.
+
+:func:`evaluate_run` is the same evaluation as a function (nothing written).
 
 Issue 13: the run directory is data of unknown origin, so only allow-listed ``_target_``s
 of its config are instantiated (:mod:`gan_research.utils.safe_config`) and no file in it
@@ -35,18 +40,19 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
     HydraException,
     InstantiationException,
 )
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_research.config import CONFIG_DIR
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError, exit_with_error, user_error_in
-from gan_research.metrics.suite import MetricSuite
-from gan_research.metrics.translation import TranslationMetrics
+from gan_research.metrics.evaluator import Evaluator, describe, spec_of
+from gan_research.utils.data_spec import DataKind
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.safe_config import (
     ALLOWED_TARGET_PREFIXES,
@@ -59,18 +65,42 @@ from gan_research.utils.safe_config import (
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "eval"
-# Keys of the metrics group that belong to the training-time callback, not to the metrics.
-_CALLBACK_ONLY = ("_target_", "every_n_steps", "stop_on_collapse", "eval_at_start")
-# The metrics options of conf/metrics/ that apply to each kind of run.
-GENERATION_METRICS: tuple[str, ...] = ("default", "inception")
-TRANSLATION_METRICS: tuple[str, ...] = ("translation",)
-_TRANSLATION_CALLBACK = "TranslationEvaluation"
 _USAGE = "gan-eval run_dir=outputs/runs/<name>/<time> [checkpoint=last.ckpt] [metrics=default]"
 _DEVICE_CHOICES = "auto, cpu, cuda, cuda:<index>, mps"
+_ABSENT = object()
 
 
-def _metric_options() -> str:
-    return ", ".join(f"metrics={m}" for m in (*GENERATION_METRICS, *TRANSLATION_METRICS))
+def _evaluator_target(path: Path) -> str | None:
+    """The ``evaluator._target_`` a ``conf/metrics`` option composes to (its own, else its defaults')."""
+    node = OmegaConf.load(path)
+    target = OmegaConf.select(node, "evaluator._target_") if isinstance(node, DictConfig) else None
+    if target:
+        return str(target)
+    defaults = node.get("defaults") if isinstance(node, DictConfig) else None
+    for entry in defaults or []:
+        if isinstance(entry, str) and entry != "_self_" and (path.parent / f"{entry}.yaml").is_file():
+            found = _evaluator_target(path.parent / f"{entry}.yaml")
+            if found:
+                return found
+    return None
+
+
+def metrics_options(kind: DataKind | None = None) -> list[str]:
+    """The ``metrics`` options whose evaluator scores ``kind`` (every option with an evaluator
+    when None), read from the evaluators' declared ``data_kinds``: no list to keep in step."""
+    options = []
+    for path in sorted((Path(CONFIG_DIR) / "metrics").glob("*.yaml")):
+        target = _evaluator_target(path)
+        if target is None:
+            continue
+        kinds = getattr(get_class(target), "data_kinds", ())
+        if kind is None or kind in kinds:
+            options.append(path.stem)
+    return options
+
+
+def _metric_options(kind: DataKind | None = None) -> str:
+    return ", ".join(f"metrics={m}" for m in metrics_options(kind))
 
 
 # --------------------------------------------------------------------------- the request
@@ -180,7 +210,7 @@ def _output_path(run_dir: Path, checkpoint: Path, out: Any) -> Path:
     return path
 
 
-def check_request(cfg: DictConfig) -> None:
+def check_request(cfg: DictConfig, allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES) -> None:
     """Every cheap check of a ``gan-eval`` command, before Hydra runs or anything is loaded."""
     if OmegaConf.is_missing(cfg, "run_dir"):
         raise ConfigError(f"run_dir is required: {_USAGE}")
@@ -189,7 +219,7 @@ def check_request(cfg: DictConfig) -> None:
     _check_seed(cfg.seed)
     if not cfg.get("metrics"):
         raise ConfigError(f"metrics=none evaluates nothing; choose one of {_metric_options()}")
-    load_run_config(run_dir)
+    load_run_config(run_dir, allowed_targets)
     ckpt = checkpoint_path(run_dir, cfg.checkpoint)
     _output_path(run_dir, ckpt, cfg.get("out"))
 
@@ -228,42 +258,110 @@ def _expected_types(param: inspect.Parameter) -> tuple[type, ...] | None:
     return tuple(t for p in parts for t in names[p])
 
 
-def check_settings(cls: type, settings: Mapping[str, Any]) -> None:
-    """Refuse ``metrics.<key>`` values ``cls`` does not take, naming the key and what it expects."""
+def _has_evaluator(metrics: Any) -> bool:
+    return isinstance(metrics, DictConfig) and isinstance(metrics.get("evaluator"), DictConfig)
+
+
+def _setting_names(evaluator: DictConfig) -> dict[str, str]:
+    """How users spell each evaluator setting: ``metrics.<key>`` when the node reads the group's
+    key by interpolation (``${..key}``), else ``metrics.evaluator.<key>``."""
+    raw = OmegaConf.to_container(evaluator, resolve=False)
+    names = {}
+    for key, value in raw.items():
+        match = re.fullmatch(r"\$\{\.\.([\w.]+)\}", value) if isinstance(value, str) else None
+        names[str(key)] = f"metrics.{match.group(1)}" if match else f"metrics.evaluator.{key}"
+    return names
+
+
+def check_settings(cls: type, settings: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
+    """Refuse evaluator settings ``cls`` does not take, naming the key as users set it
+    (``names``: setting -> its config key) and what it expects."""
+    names = names or {}
     params = dict(inspect.signature(cls.__init__).parameters)
     for key, value in settings.items():
+        name = names.get(key, f"metrics.{key}")
         param = params.get(key)
         if param is None:
-            valid = [p for p in params if p not in ("self", "datamodule")]
-            raise ConfigError(f"metrics.{key} is not a setting of {cls.__name__}; valid: {', '.join(valid)}")
+            valid = [p for p in params if p not in ("self", "args", "kwargs")]
+            raise ConfigError(f"{name} is not a setting of {cls.__name__}; valid: {', '.join(valid)}")
         expected = _expected_types(param)
         if expected is None:
             continue
         wrong_bool = isinstance(value, bool) and bool not in expected
         if wrong_bool or not isinstance(value, expected):
-            names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
-            raise ConfigError(f"metrics.{key}={value!r} is invalid: expected {names}")
+            types = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+            raise ConfigError(f"{name}={value!r} is invalid: expected {types}")
 
 
-def _is_translation_metrics(metrics: DictConfig) -> bool:
-    return str(metrics.get("_target_", "")).endswith(_TRANSLATION_CALLBACK)
-
-
-def _check_metrics_fit(model: Any, metrics: DictConfig, run_dir: Path, cfg: DictConfig) -> bool:
-    """True for a translation run; refuses a metrics option that does not apply to the run."""
-    translates = callable(getattr(model, "translate", None))
-    model_name = str(cfg.model.get("_target_", type(model).__name__)).rsplit(".", 1)[-1]
-    if translates and not _is_translation_metrics(metrics):
+def _metrics_node(
+    cfg: DictConfig, metrics: DictConfig | None, settings: Mapping[str, Any], run_dir: Path
+) -> DictConfig:
+    """The metrics node to score with: ``metrics``, or the run's recorded one with ``settings``
+    (``metrics.<key>`` values of the command) applied on top."""
+    if metrics is not None:
+        if not _has_evaluator(metrics):
+            raise ConfigError(
+                "the metrics config has no evaluator node (metrics.evaluator); "
+                f"choose one of {_metric_options()}"
+            )
+        return metrics
+    node = cfg.get("metrics")
+    if not _has_evaluator(node):
         raise ConfigError(
-            f"run_dir={run_dir} is an image-translation run ({model_name}): the chosen metrics option "
-            f"scores unconditional samples; use {', '.join(f'metrics={m}' for m in TRANSLATION_METRICS)}"
+            f"run_dir={run_dir} recorded no evaluator (trained with metrics=none, or recorded before "
+            f"evaluators were); choose one of {_metric_options()}"
         )
-    if not translates and _is_translation_metrics(metrics):
+    for key, value in settings.items():
+        if OmegaConf.select(node, key, default=_ABSENT) is _ABSENT:
+            valid = [str(k) for k in node if k not in ("_target_", "evaluator")]
+            raise ConfigError(
+                f"metrics.{key} is not a setting of the metrics run_dir={run_dir} recorded; valid: "
+                f"{', '.join(valid)}"
+            )
+        OmegaConf.update(node, key, value, merge=False)
+    return node
+
+
+def build_evaluator(
+    metrics: DictConfig,
+    datamodule: Any,
+    source: str,
+    *,
+    run: str = "the run",
+    model: str = "",
+    allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES,
+) -> Evaluator:
+    """Instantiate ``metrics.evaluator`` (allow-listed, its settings checked) for ``datamodule``.
+
+    ``run`` (``run_dir=...``) and ``model`` (its family) name the run in the refusal of data
+    the evaluator does not score.
+
+    Raises:
+        ConfigError: a bad setting, a target outside the allow-list, data the evaluator does not score.
+    """
+    safe = checked_node(metrics.evaluator, source, "metrics.evaluator", prefixes=allowed_targets)
+    try:
+        cls = get_class(str(safe["_target_"]))
+    except Exception as err:  # Hydra raises plain errors for names it cannot import
+        raise ConfigError(f"{source}: metrics.evaluator._target_ {one_line(str(err))}") from None
+    kinds: tuple[DataKind, ...] = getattr(cls, "data_kinds", ())
+    spec = spec_of(datamodule)
+    if spec.kind not in kinds:
+        what = "an image-translation run" if spec.translation else f"a {model or 'generator'} run"
         raise ConfigError(
-            f"metrics=translation scores image-translation runs (pix2pix, cyclegan), but run_dir={run_dir} "
-            f"is a {model_name} run; use {', '.join(f'metrics={m}' for m in GENERATION_METRICS)}"
+            f"{run} is {what} on dataset {describe(spec)}, which {cls.__name__} does not score (it scores "
+            f"{', '.join(k.describe() for k in kinds) or 'nothing'}); use {_metric_options(spec.kind)}"
         )
-    return translates
+    settings = {str(k): v for k, v in safe.items() if k != "_target_"}
+    check_settings(cls, OmegaConf.to_container(OmegaConf.create(settings)), _setting_names(metrics.evaluator))
+    try:
+        evaluator = instantiate(safe)
+    except InstantiationException as err:
+        ours = user_error_in(err)
+        if ours is not None:
+            raise ours from None
+        raise ConfigError(f"{source}: could not build the metrics evaluator ({one_line(str(err))})") from None
+    return evaluator
 
 
 def _load_state(ckpt_path: Path, model: Any) -> dict[str, Any]:
@@ -285,16 +383,19 @@ def _load_state(ckpt_path: Path, model: Any) -> dict[str, Any]:
 def evaluate_checkpoint(
     run_dir: str | Path,
     checkpoint: str,
-    metrics: DictConfig,
+    metrics: DictConfig | None = None,
     device: str = "auto",
     seed: int = 0,
     *,
+    settings: Mapping[str, Any] | None = None,
     allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES,
 ) -> dict[str, Any]:
-    """Rebuild a run's model and data, load ``checkpoint`` and compute ``metrics`` on it.
+    """Rebuild a run's model and data, load ``checkpoint`` and score it with an evaluator.
 
-    ``allowed_targets``: the packages whose classes the run config may instantiate (tests
-    that build runs of their own classes extend it).
+    ``metrics``: a ``metrics`` group node (with an ``evaluator``) to score with; None: the
+    run's own recorded one, with ``settings`` (``{"num_samples": 64}``, dotted keys under
+    ``metrics``) applied on top. ``allowed_targets``: the packages whose classes the run config
+    may instantiate (tests that build runs of their own classes extend it).
 
     Raises:
         ConfigError, CheckpointError, DataError: one line naming the bad input; nothing written.
@@ -302,46 +403,111 @@ def evaluate_checkpoint(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     seed = _check_seed(seed)
-    if not metrics:
+    if metrics is not None and not metrics:
         raise ConfigError(f"metrics=none evaluates nothing; choose one of {_metric_options()}")
     cfg = load_run_config(run_dir, allowed_targets)
     source = str(run_dir / ".hydra" / "config.yaml")
     ckpt_path = checkpoint_path(run_dir, checkpoint)
     pl.seed_everything(seed, verbose=False)
     model = _instantiate(cfg.model, "model", source, allowed=allowed_targets)
-    translation = _check_metrics_fit(model, metrics, run_dir, cfg)
     state = _load_state(ckpt_path, model)
     datamodule = _instantiate(cfg.dataset, "dataset", source, allowed=allowed_targets)
-    settings = {
-        k: v for k, v in OmegaConf.to_container(metrics, resolve=True).items() if k not in _CALLBACK_ONLY
-    }
-    check_settings(TranslationMetrics if translation else MetricSuite, settings)
+    node = _metrics_node(cfg, metrics, settings or {}, run_dir)
+    model_name = str(cfg.model.get("_target_", type(model).__name__)).rsplit(".", 1)[-1]
+    evaluator = build_evaluator(
+        node,
+        datamodule,
+        source,
+        run=f"run_dir={run_dir}",
+        model=model_name,
+        allowed_targets=allowed_targets,
+    )
+    evaluator.prepare(datamodule)
     model.to(dev)
     started = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if translation:
-        scorer = TranslationMetrics(datamodule, **settings)
-        results = scorer.evaluate(model.translate, getattr(model, "translate_back", None), dev)
-        num_samples = len(scorer.a)
-    else:
-        suite = MetricSuite(datamodule, **settings)
-        # Images, or (images, labels) from a class-conditional family (class accuracy, intra-FID).
-        results = suite.evaluate(model.sample_for_evaluation, dev)
-        num_samples = suite.num_samples
-        scorer = suite
-        if suite.last_per_class:
-            extra["per_class"] = suite.last_per_class
+    results = evaluator.evaluate(model)
+    summary = dict(evaluator.summary())
+    per_class = summary.pop("per_class", None)
     return {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt_path),
         "step": int(state.get("global_step", -1)),
         "generator": "ema" if getattr(model, "generator_ema", None) is not None else "generator",
-        "num_samples": num_samples,
-        "feature_network": scorer.feature_network,
+        **summary,
         "seconds": round(time.perf_counter() - started, 3),
         "metrics": results,
-        **extra,
+        **({"per_class": per_class} if per_class else {}),
     }
+
+
+def _metrics_settings(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
+    """The ``metrics.<key>=...`` settings of a command, as composed (typed by Hydra)."""
+    settings = {}
+    for override in overrides:
+        key = _override_key(override)
+        if key.startswith("metrics.") and not override.startswith("~"):
+            value = OmegaConf.select(cfg, key)
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value, resolve=True)
+            settings[key.removeprefix("metrics.")] = value
+    return settings
+
+
+def evaluate_request(
+    cfg: DictConfig, overrides: Sequence[str], *, allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES
+) -> dict[str, Any]:
+    """The result of a checked ``gan-eval`` command (``cfg`` composed from ``overrides``).
+
+    The run's recorded evaluator, with the command's ``metrics.<key>`` settings, unless the
+    command chose a ``metrics=<option>`` or the run recorded no evaluator: then the composed
+    ``metrics`` option (``default`` unless chosen).
+    """
+    run_dir = Path(str(cfg.run_dir))  # as text: Hydra parses run_dir=2024 as a number
+    chosen = "metrics" in {_override_key(o) for o in overrides}
+    recorded = load_run_config(run_dir, allowed_targets).get("metrics")
+    if chosen or not _has_evaluator(recorded):
+        metrics, settings = cfg.metrics, None
+    else:
+        metrics, settings = None, _metrics_settings(cfg, overrides)
+    return evaluate_checkpoint(
+        run_dir,
+        str(cfg.checkpoint),
+        metrics,
+        cfg.device,
+        cfg.seed,
+        settings=settings,
+        allowed_targets=allowed_targets,
+    )
+
+
+def evaluate_run(
+    run: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    allowed_targets: Sequence[str] = ALLOWED_TARGET_PREFIXES,
+) -> dict[str, float]:
+    """``gan-eval`` as a function: the metrics of a run, nothing written.
+
+    ``run`` is a run directory (its ``checkpoint``, ``last.ckpt`` unless an override says) or a
+    checkpoint file inside one (``<run>/checkpoints/<name>.ckpt``); ``overrides`` are gan-eval's
+    (``metrics.num_samples=64``, ``device=cpu``, ``metrics=translation``...).
+
+    Raises:
+        ConfigError, CheckpointError, DataError: what ``gan-eval`` would print as its error line.
+    """
+    path = Path(run)
+    overrides = list(overrides)
+    try:
+        cfg = _compose(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(composition_error(err, overrides)) from None
+    with open_dict(cfg):
+        if path.is_file():
+            cfg.run_dir, cfg.checkpoint = str(path.parent.parent), str(path.resolve())
+        else:
+            cfg.run_dir = str(path)
+    check_request(cfg, allowed_targets)
+    return evaluate_request(cfg, overrides, allowed_targets=allowed_targets)["metrics"]
 
 
 # --------------------------------------------------------------------------- command line
@@ -391,7 +557,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         check_request(cfg)
         # As text: Hydra parses run_dir=2024 or checkpoint=500 as numbers.
         run_dir = Path(str(cfg.run_dir))
-        result = evaluate_checkpoint(run_dir, str(cfg.checkpoint), cfg.metrics, cfg.device, cfg.seed)
+        result = evaluate_request(cfg, list(HydraConfig.get().overrides.task))
         out = _output_path(run_dir, Path(result["checkpoint"]), cfg.get("out"))
         write_result(out, result)
     except GanResearchError as err:

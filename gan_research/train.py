@@ -12,7 +12,6 @@ import copy
 import logging
 import math
 import os
-import re
 import sys
 import tempfile
 import time
@@ -28,9 +27,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -44,9 +43,17 @@ from gan_research.callbacks.checkpoint import (
 )
 from gan_research.callbacks.divergence import TrainingDiverged
 from gan_research.callbacks.preemption import PreemptionCheckpoint
-from gan_research.config import CONFIG_DIR
+from gan_research.config import (
+    CONFIG_DIR,
+    dataset_keys_read,
+    dataset_options_of,
+    group_options,
+    model_options_for,
+    raw_option,
+)
 from gan_research.errors import ConfigError, GanResearchError, exit_with_error, user_error_in
 from gan_research.families.base import rng_states
+from gan_research.utils.data_spec import DataKindError, DataSpec
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
 from gan_research.utils.run_dir import (
@@ -72,24 +79,6 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, with our own errors surfaced instead of Hydra's wrapper."""
     try:
         return instantiate(node, **kwargs)
-    except InterpolationKeyError as err:
-        if "dataset.channels_a" in str(err) or "dataset.channels_b" in str(err):
-            raise ConfigError(
-                f"model={_choice('model')} translates images between two domains and needs a "
-                f"translation dataset, but dataset={_choice('dataset')} has one domain. Use "
-                "digits_edges or paired_folder (paired: pix2pix, cyclegan), digits_inverted or "
-                "unpaired_folder (unpaired: cyclegan)"
-            ) from None
-        if "dataset." in str(err):
-            found = re.search(r"'(dataset\.[\w.]+)'", str(err))
-            key = found.group(1) if found else "a dataset key"
-            raise ConfigError(
-                f"model={_choice('model')} reads {key}, which dataset={_choice('dataset')} does not have: "
-                "an image network cannot train on 2-D data. "
-                "Use model=mlp for ring8/grid25, or an image dataset (digits, mnist, fashion_mnist, "
-                "cifar10, image_folder) for image networks."
-            ) from None
-        raise
     except MissingMandatoryValue as err:
         key = err.full_key or "a required key"
         group = key.split(".")[0]
@@ -102,6 +91,48 @@ def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
         if ours is not None:
             raise ours from None
         raise ConfigError(f"could not build {what}: {err}") from err
+
+
+def check_model_reads_dataset(cfg: DictConfig, spec: DataSpec) -> None:
+    """The model's family learns from this kind of data, and its networks read only keys the
+    dataset config has (``${dataset.image_size}`` has no value for 2-D points)."""
+    family = get_class(cfg.model._target_) if isinstance(cfg.model.get("_target_"), str) else None
+    if family is not None and hasattr(family, "check_data_kind"):
+        family.check_data_kind(spec, who=f"model={_choice('model')}")
+    missing = sorted(dataset_keys_read(cfg.model) - set(cfg.dataset.keys()))
+    if missing:
+        keys = ", ".join(f"dataset.{k}" for k in missing)
+        raise ConfigError(
+            f"model={_choice('model')} reads {keys}, which dataset={_choice('dataset')} "
+            f"({spec.kind.describe()}) does not have. Valid: " + _fitting_options(cfg, spec, missing)
+        )
+
+
+def _fitting_options(cfg: DictConfig, spec: DataSpec, keys: list[str] | None = None) -> str:
+    """The valid choices, from the options' declarations: models that fit this dataset, and
+    datasets that have what the model reads (or are of the kinds it learns from)."""
+    models = model_options_for(spec.kind, cfg.dataset.keys(), labelled=spec.num_classes is not None)
+    parts = [f"models for dataset={_choice('dataset')}: {', '.join(models) or 'none'}"]
+    if keys:
+        have = [
+            name for name in group_options("dataset") if set(keys) <= set(raw_option("dataset", name).keys())
+        ]
+        parts.append(f"datasets with {', '.join(keys)}: {', '.join(have) or 'none'}")
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def _listing_fitting_options(cfg: DictConfig, spec: DataSpec) -> Any:
+    """A family's refusal of the data's kind, completed with the options that fit."""
+    try:
+        yield
+    except DataKindError as err:
+        datasets = dataset_options_of(err.kinds)
+        kinds = " or ".join(k.describe() for k in err.kinds)
+        raise ConfigError(
+            f"{err}. Valid: datasets of {kinds}: {', '.join(datasets) or 'none'}; "
+            + _fitting_options(cfg, spec)
+        ) from None
 
 
 RESUME_MODES = ("auto", "never")
@@ -201,11 +232,16 @@ def build(cfg: DictConfig, prepare_evaluation: bool = True) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    # The model first: it validates the schedule, so errors name the keys users set (schedule.n_critic).
-    model = _instantiate(cfg.model, "the model")
+    # The schedule first, so its errors name the keys users set (schedule.n_critic), then the data,
+    # whose declaration (datamodule.spec) is checked against the model's before the networks exist.
+    schedule = _instantiate(cfg.schedule, "the schedule")
+    datamodule = _instantiate(cfg.dataset, "the dataset", batches_per_step=schedule.n_critic)
+    spec = datamodule.spec
+    with _listing_fitting_options(cfg, spec):
+        check_model_reads_dataset(cfg, spec)
+        model = _instantiate(cfg.model, "the model")
+        model.check_data(datamodule)
     ckpt_path, notes = _resolve_resume(run_dir, cfg, model)
-    datamodule = _instantiate(cfg.dataset, "the dataset", batches_per_step=model.schedule.n_critic)
-    model.check_data(datamodule)
     # Reads and validates the dataset files now, so missing/corrupt data fails before training.
     datamodule.prepare_data()
     datamodule.setup("fit")

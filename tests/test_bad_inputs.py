@@ -167,7 +167,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("divergence_action", ["callbacks.divergence.on_divergence=panic"], ["on_divergence", "rollback"]),
     ("preemption_signal", ["callbacks.preemption.signals=[SIGFOO]"], ["SIGFOO"]),
     # Incompatible combinations.
-    ("image_net_on_2d_data", ["model=dcgan", "dataset=ring8"], ["model=dcgan", "ring8", "model=mlp"]),
+    (
+        "image_net_on_2d_data",
+        ["model=dcgan", "dataset=ring8"],
+        ["model=dcgan", "dataset.image_size", "dataset=ring8", "models for dataset=ring8: mlp"],
+    ),
     ("translation_model_one_domain", ["model=pix2pix", "dataset=digits"], ["model=pix2pix", "digits_edges"]),
     (
         "unpaired_model_one_domain",

@@ -67,11 +67,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, re
         diff = max((b[k] - a[k]).abs().max().item() for k in nets)
         scale = max(a[k].abs().max().item() for k in nets)
         assert diff < 0.05 * scale
-    # The generator moved: the comparison is not between two untrained networks.
-    init = _train(tmp_path / "zero", f"recipe={recipe}", "schedule.max_steps=1", "dataset.batch_size=64")
-    assert init.returncode == 0
-    start = _weights(tmp_path / "zero")
-    assert any(not torch.allclose(start[k], a[k]) for k in nets)
+    # The networks moved between step 5 and the end: the comparison is not between two networks
+    # that training left alone (read from the run's own step-5 checkpoint, no extra run).
+    earlier = torch.load(one / "checkpoints" / "step_0000005.ckpt", weights_only=True)["state_dict"]
+    assert any(not torch.allclose(earlier[k], a[k]) for k in nets)
 
     # Rank 0 alone writes the run directory: each step logged once, one status line.
     records = read_records(two / "metrics.jsonl")

@@ -22,12 +22,20 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from gan_research import evaluate
-from tests.conftest import TINY_MODEL, compose_config
+from gan_research.errors import ConfigError
+from gan_research.train import train
+from gan_research.utils.jsonl_logger import read_records
+from tests.conftest import compose_config
 from tests.test_safe_loading import plant
 
 # Hydra's logging would bind handlers to the captured stdout of one test; the subprocess
 # cases below run with the real logging configuration.
 QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+# The families' digit experiments, made tiny through the knobs every config has.
+EXPERIMENT = {"pix2pix": "pix2pix_digits_edges", "cyclegan": "cyclegan_digits_inverted"}
+TINY_SIZE = ["model.width=8", "dataset.batch_size=4"]
+
+
 FAST = ["device=cpu", "metrics.num_samples=64", "metrics.batch_size=64"]
 
 
@@ -48,8 +56,10 @@ def _fabricate_run(run: Path, overrides: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")
-    ring = _fabricate_run(root / "ring", ["model=mlp", "dataset=ring8", *TINY_MODEL["mlp"]])
-    _fabricate_run(root / "pix2pix", ["model=pix2pix", *TINY_MODEL["pix2pix"]])
+    ring = _fabricate_run(
+        root / "ring", ["model=mlp", "dataset=ring8", "model.width=16", "dataset.batch_size=32"]
+    )
+    _fabricate_run(root / "pix2pix", ["experiment=pix2pix_digits_edges", *TINY_SIZE])
     ckpts = ring / "checkpoints"
     good = (ckpts / "last.ckpt").read_bytes()
     (ckpts / "truncated.ckpt").write_bytes(good[: len(good) // 2])
@@ -233,3 +243,76 @@ def test_console_script_refusal_is_one_line_and_creates_nothing(runs: Path, tmp_
     assert "other than tensors" in proc.stderr
     assert snapshot(runs, tmp_path) == before
     assert not (runs / "PWNED").exists()
+
+
+# --------------------------------------------------------------------------- trained translation runs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny pix2pix and CycleGAN runs trained 2 steps with metrics=translation (FID off: no
+    classifier to train), so their recorded config holds the translation evaluator."""
+    root = tmp_path_factory.mktemp("trained")
+    runs = {}
+    for model in ("pix2pix", "cyclegan"):
+        run = root / model
+        overrides = [
+            f"experiment={EXPERIMENT[model]}",
+            *TINY_SIZE,
+            "metrics=translation",
+            "metrics.feature_network=none",
+            "metrics.eval_at_start=false",
+            "metrics.every_n_steps=0",
+            "metrics.num_samples=16",
+            "schedule.max_steps=2",
+            "callbacks.samples=null",
+        ]
+        cfg = compose_config(overrides, run)
+        # What gan-train records, which gan-eval reads back.
+        (run / ".hydra").mkdir(parents=True)
+        OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+        train(cfg)
+        runs[model] = run
+    return runs
+
+
+def test_training_logs_the_translation_metrics_through_the_one_callback(trained: dict[str, Path]) -> None:
+    # One Evaluation callback ran the translation evaluator at the end of training.
+    for model, keys in (("pix2pix", {"val/l1", "val/psnr", "val/ssim"}), ("cyclegan", {"val/cycle_l1"})):
+        records = read_records(trained[model] / "metrics.jsonl")
+        assert any(keys <= set(r) for r in records), model
+
+
+def test_gan_eval_scores_a_pix2pix_run_with_its_recorded_evaluator(trained, cli, tmp_path: Path) -> None:
+    # No metrics=translation: the run's own evaluator, with the command's settings on top.
+    out_file = tmp_path / "pix2pix.json"
+    code, out, err = cli(
+        f"run_dir={trained['pix2pix']}", "device=cpu", "metrics.num_samples=8", f"out={out_file}"
+    )
+    assert (code, err) == (0, "")
+    result = json.loads(out_file.read_text())
+    assert set(result["metrics"]) == {"val/l1", "val/psnr", "val/ssim"}
+    assert json.loads(out) == result["metrics"]
+    assert result["num_samples"] == 8 and result["feature_network"] == "none" and result["step"] == 2
+
+
+def test_evaluate_run_scores_a_cyclegan_checkpoint(trained: dict[str, Path]) -> None:
+    run = trained["cyclegan"]
+    metrics = evaluate.evaluate_run(run / "checkpoints" / "last.ckpt", ["device=cpu"])
+    assert set(metrics) == {"val/cycle_l1", "val/cycle_l1_b"}
+    assert all(value >= 0 for value in metrics.values())
+    assert not (run / "eval").exists()  # the function writes nothing
+    # The same run directory, and the explicit option, agree.
+    explicit = ["device=cpu", "metrics=translation", "metrics.feature_network=none", "metrics.num_samples=16"]
+    again = evaluate.evaluate_run(run, explicit)
+    assert again.keys() == metrics.keys()
+
+
+def test_gan_eval_refusals_on_a_recorded_evaluator(trained: dict[str, Path]) -> None:
+    run = trained["pix2pix"]
+    # A setting of the generator suite is not one of the recorded translation metrics.
+    with pytest.raises(ConfigError, match=r"metrics.kinds is not a setting .*valid: .*num_samples"):
+        evaluate.evaluate_run(run, ["device=cpu", "metrics.kinds=[fid]"])
+    # Choosing another option on purpose still says which fits, from the evaluators' declarations.
+    with pytest.raises(ConfigError, match=r"image-translation run.*'digits_edges'.*use metrics=translation"):
+        evaluate.evaluate_run(run, ["device=cpu", "metrics=default"])

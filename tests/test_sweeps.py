@@ -187,17 +187,17 @@ def test_submitit_local_launcher_runs_the_job_and_a_rerun_skips_it(tmp_path):
         "logger=none",
         "trainer.enable_progress_bar=false",
         "hydra.sweep.dir=cluster",
-        "seed=0,1",
+        # One job: each is a process of its own (torch and Lightning imported again), and the
+        # launcher's path is the same for one job as for many.
+        "seed=0",
     ]
     proc = _run(cmd, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for job in ("0", "1"):
-        assert _status_lines(tmp_path / "cluster" / job)[-1]["status"] == "finished"
+    assert _status_lines(tmp_path / "cluster" / "0")[-1]["status"] == "finished"
     assert list((tmp_path / "cluster" / ".submitit").iterdir())
     again = _run(cmd, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    for job in ("0", "1"):
-        assert len(_status_lines(tmp_path / "cluster" / job)) == 1
+    assert len(_status_lines(tmp_path / "cluster" / "0")) == 1
 
 
 def _submitit_task_pid(cwd: Path) -> int | None:

@@ -1,9 +1,13 @@
-"""Evaluation during training: every ``every_n_steps`` generator steps (and at
-the end), the run's :class:`~gan_research.metrics.suite.MetricSuite` on samples
-of the EMA generator when there is one (``sample_for_evaluation``: images, or
-``(images, labels)`` from a class-conditional family). Results go to every logger (W&B
-history, ``metrics.jsonl``) and to ``trainer.callback_metrics``, which is what
-``train()`` returns to sweeps.
+"""Evaluation during training: every ``every_n_steps`` generator steps, at the end of training
+and optionally before the first step, the run's evaluator scores the module.
+
+What is measured is the evaluator's business (the ``evaluator`` node of the ``metrics`` config
+group, see :mod:`gan_research.metrics.evaluator`): the metric suite of generators
+(``conf/metrics/default.yaml``: mode counts, FID/KID/IS..., on the EMA generator when there is
+one) or the translation metrics of pix2pix and CycleGAN (``conf/metrics/translation.yaml``).
+This callback only decides when, and where the numbers go: every logger (W&B history,
+``metrics.jsonl``) and ``trainer.callback_metrics``, which is what ``train()`` returns to
+sweeps, with the time taken as ``val/eval_seconds``.
 """
 
 from __future__ import annotations
@@ -15,39 +19,55 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from gan_research.metrics.suite import MetricSuite
+from gan_research.metrics.evaluator import Evaluator
 
 log = logging.getLogger(__name__)
 
 
 class Evaluation(pl.Callback):
-    """Evaluate the generator periodically.
+    """Evaluate the module periodically with ``evaluator``.
 
     Args:
+        evaluator: what to measure (:class:`~gan_research.metrics.evaluator.Evaluator`).
         every_n_steps: interval in generator steps (0: only at the end of training).
-        stop_on_collapse: stop training when the collapse detector fires.
-        **suite_kwargs: the :class:`MetricSuite` settings (``metrics`` config group).
+        eval_at_start: also evaluate before the first step (the untrained baseline).
+        stop_on_collapse: stop training when the evaluator flags a collapse (``val/collapse``).
+        **settings: the group's other keys (``num_samples``, ``feature_network``, ...). They are
+            the evaluator's settings, which its node reads by interpolation (``${..num_samples}``)
+            so that ``metrics.<key>=...`` keeps working; this callback does not use them.
     """
 
-    def __init__(self, every_n_steps: int = 500, stop_on_collapse: bool = False, **suite_kwargs: Any) -> None:
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        every_n_steps: int = 500,
+        eval_at_start: bool = False,
+        stop_on_collapse: bool = False,
+        **settings: Any,
+    ) -> None:
         if every_n_steps < 0:
             raise ValueError(f"metrics.every_n_steps must be >= 0, got {every_n_steps}")
+        self.evaluator = evaluator
         self.every_n_steps = every_n_steps
+        self.eval_at_start = eval_at_start
         self.stop_on_collapse = stop_on_collapse
-        self.suite_kwargs = suite_kwargs
-        self.suite: MetricSuite | None = None
+        self._prepared = False
         self._last_step = -1
         self.seconds = 0.0  # total evaluation time, for the evaluation-cost benchmark
         self.collapse_reasons: list[str] = []
 
     def prepare(self, datamodule: Any) -> None:
-        """Build the suite before training, so a missing feature network fails before any work."""
-        self.suite = MetricSuite(datamodule, **self.suite_kwargs)
-        self.suite.prepare()
+        """Prepare the evaluator before training, so a missing feature network fails before any work."""
+        self.evaluator.prepare(datamodule)
+        self._prepared = True
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.suite is None:
+        if not self._prepared:
             self.prepare(trainer.datamodule)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self.eval_at_start:
+            self.evaluate(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
@@ -58,29 +78,20 @@ class Evaluation(pl.Callback):
 
     def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
         step = trainer.global_step
-        if step == self._last_step or self.suite is None:
+        if step == self._last_step:
             return {}
         self._last_step = step
         started = time.perf_counter()
-        world = max(1, trainer.world_size)
-        generator = pl_module.sampling_generator
-        was_training = generator.training
-        generator.eval()
-        try:
-            # Each process generates its share; the metrics' states are synced by torchmetrics.
-            # Conditional families return (samples, labels): class accuracy and intra-FID.
-            results = self.suite.evaluate(
-                lambda n: pl_module.sample_for_evaluation(max(1, n // world)), pl_module.device
-            )
-        finally:
-            generator.train(was_training)
-        self.seconds += time.perf_counter() - started
-        results["val/eval_seconds"] = time.perf_counter() - started
+        # Each process generates its share of the samples; the metrics' states are synced by torchmetrics.
+        results = self.evaluator.evaluate(pl_module, world_size=max(1, trainer.world_size))
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        results["val/eval_seconds"] = elapsed
         for logger in trainer.loggers:
             logger.log_metrics(results, step=step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
         if results.get("val/collapse"):
-            self.collapse_reasons = list(self.suite.last_collapse_reasons)
+            self.collapse_reasons = list(self.evaluator.last_collapse_reasons)
             log.warning("mode collapse at step %d: %s", step, "; ".join(self.collapse_reasons))
             if self.stop_on_collapse:
                 trainer.should_stop = True

@@ -10,7 +10,7 @@ batches of 2-D points or 8x8 digits on a CPU.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from gan_research.errors import ConfigError, DataError
+from gan_research.utils.data_spec import TRANSLATION_KINDS, DataKind, DataSpec, Domain
 
 # Images are resized in chunks so resizing 60k MNIST digits never holds a float copy
 # of the whole dataset.
@@ -168,9 +169,11 @@ def check_channels(value: Any, owner: str) -> int:
 class GANDataModule(pl.LightningDataModule):
     """Base of all datamodules: batching, seeding and the checks every dataset shares.
 
-    Subclasses set ``name`` and ``is_image``, implement ``sample_shape`` and
+    Subclasses set ``name`` and ``kinds``, implement ``sample_shape`` and
     ``num_classes`` (known from the config alone, before ``setup``) and
     ``_build_dataset`` (reads and validates the data; called once by ``setup``).
+    What the data is reaches families, metrics and messages as :attr:`spec`
+    (:class:`~gan_research.utils.data_spec.DataSpec`), never through the dataset's name.
 
     ``train_dataloader`` yields ``(x, y)`` with ``batch_size * batches_per_step``
     samples, shuffled by a generator seeded from ``seed``, dropping the last partial
@@ -180,7 +183,9 @@ class GANDataModule(pl.LightningDataModule):
     """
 
     name: str = "dataset"
-    is_image: bool = True
+    #: The kinds this class can declare, the first being its usual one; read from the class
+    #: alone (error messages list the dataset options of a kind without opening any data).
+    kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.IMAGES,)
 
     def __init__(
         self,
@@ -216,6 +221,48 @@ class GANDataModule(pl.LightningDataModule):
     def _build_dataset(self) -> Dataset:
         """Read and validate the training data."""
         raise NotImplementedError
+
+    # -- the declaration ---------------------------------------------------------
+    @property
+    def kind(self) -> DataKind:
+        """What one sample is (one of :attr:`kinds`)."""
+        return self.kinds[0]
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind is not DataKind.MIXTURE
+
+    @property
+    def domain(self) -> Domain | None:
+        """The domain whose classifier the metrics may use: by default, labelled images are
+        their own domain (the classifier trains on this dataset at the asked size)."""
+        if self.kind is not DataKind.IMAGES or self.num_classes is None:
+            return None
+        return Domain(self.name, labelled_data=self._labelled_at)
+
+    def _labelled_at(self, image_size: int) -> GANDataModule:
+        if image_size != self.sample_shape[-1]:
+            raise ConfigError(
+                f"dataset '{self.name}' serves {self.sample_shape[-1]} px images; its classifier "
+                f"cannot be trained at {image_size} px"
+            )
+        return self
+
+    @property
+    def spec(self) -> DataSpec:
+        """This dataset's declaration (known from the config, before ``setup``)."""
+        shape = tuple(int(n) for n in self.sample_shape)
+        image = len(shape) == 3
+        return DataSpec(
+            name=self.name,
+            kind=self.kind,
+            sample_shape=shape,
+            num_classes=self.num_classes,
+            channels=shape[0] if image else None,
+            image_size=shape[-1] if image else None,
+            channels_a=getattr(self, "channels_a", None) if self.kind in TRANSLATION_KINDS else None,
+            domain=self.domain,
+        )
 
     # -- shared behaviour --------------------------------------------------------
     @property

@@ -43,7 +43,6 @@ class DigitsDataModule(GANDataModule):
     """
 
     name = "digits"
-    is_image = True
 
     def __init__(
         self,

@@ -89,7 +89,6 @@ class ImageFolderDataModule(GANDataModule):
     """Images from ``root`` (see the module docstring for layouts, caching and checks)."""
 
     name = "image_folder"
-    is_image = True
 
     def __init__(
         self,

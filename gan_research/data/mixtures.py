@@ -15,6 +15,7 @@ import torch
 
 from gan_research.data.base import GANDataModule, InMemoryDataset, check_positive_int
 from gan_research.errors import ConfigError
+from gan_research.utils.data_spec import DataKind
 
 
 def _check_positive_float(name: str, value: float, owner: str) -> float:
@@ -26,7 +27,7 @@ def _check_positive_float(name: str, value: float, owner: str) -> float:
 class GaussianMixture2D(GANDataModule):
     """Isotropic Gaussians with a shared ``std`` at the rows of ``modes``, equally weighted."""
 
-    is_image = False
+    kinds = (DataKind.MIXTURE,)
 
     def __init__(
         self,
@@ -38,11 +39,18 @@ class GaussianMixture2D(GANDataModule):
         num_workers: int = 0,
         batches_per_step: int = 1,
         seed: int = 0,
+        dim: int = 2,
     ) -> None:
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, batches_per_step=batches_per_step, seed=seed
         )
         self.name = name
+        # Declared in the config (dataset.dim) so that point networks read their size from it and
+        # image networks, which read dataset.image_size, are told apart before anything is built.
+        if dim != 2 or isinstance(dim, bool):
+            raise ConfigError(
+                f"{name}: dataset.dim={dim!r} is invalid; the mixtures are 2-D points: valid: 2"
+            )
         self.std = _check_positive_float("std", std, name)
         self.num_samples = check_positive_int("num_samples", num_samples, name)
         self.modes = torch.as_tensor(modes, dtype=torch.float32)
@@ -84,6 +92,7 @@ class RingMixture(GaussianMixture2D):
         num_workers: int = 0,
         batches_per_step: int = 1,
         seed: int = 0,
+        dim: int = 2,
     ) -> None:
         check_positive_int("num_modes", num_modes, "ring")
         radius = _check_positive_float("radius", radius, "ring")
@@ -100,6 +109,7 @@ class RingMixture(GaussianMixture2D):
             num_workers=num_workers,
             batches_per_step=batches_per_step,
             seed=seed,
+            dim=dim,
         )
 
 
@@ -119,6 +129,7 @@ class GridMixture(GaussianMixture2D):
         num_workers: int = 0,
         batches_per_step: int = 1,
         seed: int = 0,
+        dim: int = 2,
     ) -> None:
         check_positive_int("grid_size", grid_size, "grid")
         spacing = _check_positive_float("spacing", spacing, "grid")
@@ -137,4 +148,5 @@ class GridMixture(GaussianMixture2D):
             num_workers=num_workers,
             batches_per_step=batches_per_step,
             seed=seed,
+            dim=dim,
         )

@@ -15,6 +15,7 @@ import torch
 from gan_research.data.base import GANDataModule, InMemoryDataset, check_positive_int
 from gan_research.data.digits import DigitsDataModule
 from gan_research.errors import ConfigError
+from gan_research.utils.data_spec import DataKind, Domain
 
 NUM_MODES = 1000
 
@@ -29,7 +30,7 @@ class StackedDigitsDataModule(GANDataModule):
     """
 
     name = "stacked_digits"
-    is_image = True
+    kinds = (DataKind.STACKED,)
 
     def __init__(
         self,
@@ -65,6 +66,11 @@ class StackedDigitsDataModule(GANDataModule):
     @property
     def num_modes(self) -> int:
         return NUM_MODES
+
+    @property
+    def domain(self) -> Domain:
+        """Each channel is a digit: modes are counted by the digits classifier, channel by channel."""
+        return Domain("digits", labelled_data=lambda size: DigitsDataModule(image_size=size, channels=1))
 
     def _build_dataset(self) -> InMemoryDataset:
         digits = DigitsDataModule(image_size=self.image_size, channels=1)

@@ -66,6 +66,7 @@ from gan_research.data.base import (
 from gan_research.data.digits import DigitsDataModule
 from gan_research.data.image_folder import DEFAULT_EXTENSIONS
 from gan_research.errors import ConfigError, DataError
+from gan_research.utils.data_spec import DataKind, Domain
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +288,12 @@ class TranslationDataModule(GANDataModule):
     ``b_shape`` (what a generator A -> B produces); there are no labels (``num_classes`` None).
     """
 
-    is_image = True
-    paired: bool = True
+    kinds = (DataKind.PAIRED,)
+
+    @property
+    def paired(self) -> bool:
+        """``b[i]`` belongs to ``a[i]`` (kind paired); otherwise two unaligned domains."""
+        return self.kind is DataKind.PAIRED
 
     def __init__(
         self,
@@ -548,7 +553,7 @@ class PairedFolderDataModule(TranslationDataModule):
     """
 
     name = "paired_folder"
-    paired = True
+    kinds = (DataKind.PAIRED,)
 
     def __init__(
         self,
@@ -625,7 +630,7 @@ class UnpairedFolderDataModule(TranslationDataModule):
     """
 
     name = "unpaired_folder"
-    paired = False
+    kinds = (DataKind.UNPAIRED,)
 
     def __init__(
         self,
@@ -762,6 +767,21 @@ class _DigitsTranslation(TranslationDataModule):
             raise ConfigError(f"{self.name}: dataset.split_seed must be an integer, got {split_seed!r}")
         self.split_seed = split_seed
 
+    #: Maps a B image into the digits classifier's input (see :attr:`domain`).
+    digit_view: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda x: x)
+
+    @property
+    def domain(self) -> Domain:
+        """B is digits (seen through :attr:`digit_view`), so translations are scored by the digits
+        classifier, trained once on :class:`DigitsDataModule` at the crop size."""
+        return Domain(
+            "digits", labelled_data=lambda size: DigitsDataModule(image_size=size), view=self.digit_view
+        )
+
+
+def _invert(x: torch.Tensor) -> torch.Tensor:
+    return -x
+
 
 class DigitsEdgesDataModule(_DigitsTranslation):
     """Embedded paired task (pix2pix's edges -> photo, on the digits): A = outline of a digit, B = the digit.
@@ -776,7 +796,7 @@ class DigitsEdgesDataModule(_DigitsTranslation):
     """
 
     name = "digits_edges"
-    paired = True
+    kinds = (DataKind.PAIRED,)
 
     def __init__(
         self,
@@ -841,7 +861,10 @@ class DigitsInvertedDataModule(_DigitsTranslation):
     """
 
     name = "digits_inverted"
-    paired = False
+    kinds = (DataKind.UNPAIRED,)
+    # B is the inverted digit, so the classifier sees -x: one fixed feature map φ(x) = classifier(-x)
+    # for the real and the translated images, and the FID is a distance in that space.
+    digit_view = staticmethod(_invert)
 
     def __init__(
         self,

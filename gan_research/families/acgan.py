@@ -18,6 +18,7 @@ from torch import Tensor
 
 from gan_research.errors import ConfigError
 from gan_research.families.cgan import ConditionalGAN
+from gan_research.families.gan import LossTerms
 
 
 class ACGAN(ConditionalGAN):
@@ -53,11 +54,11 @@ class ACGAN(ConditionalGAN):
 
     def discriminator_extra_losses(
         self, real_extra: Tensor, fake_extra: Tensor, real_condition: Tensor, fake_condition: Tensor
-    ) -> dict[str, Tensor]:
+    ) -> LossTerms:
         ce = F.cross_entropy(real_extra.float(), real_condition) + F.cross_entropy(
             fake_extra.float(), fake_condition
         )
-        return {"class": self.class_weight * ce}
+        return LossTerms({"class": self.class_weight * ce})
 
-    def generator_extra_losses(self, fake_extra: Tensor, fake_condition: Tensor) -> dict[str, Tensor]:
-        return {"class": self.class_weight * F.cross_entropy(fake_extra.float(), fake_condition)}
+    def generator_extra_losses(self, fake: Tensor, fake_extra: Tensor, fake_condition: Tensor) -> LossTerms:
+        return LossTerms({"class": self.class_weight * F.cross_entropy(fake_extra.float(), fake_condition)})

@@ -2,9 +2,20 @@
 generator EMA, the fixed noise batch, and the order of one optimiser phase.
 
 A family subclasses :class:`AdversarialModule` and writes its own
-``training_step`` from :meth:`optimizer_phase` blocks; everything
+``training_step`` from :meth:`optimizer_phase` blocks, in its paper's order; everything
 family-specific (conditioning, auxiliary heads, extra losses) stays in the
-family's own file.
+family's own file. What every step ends with is written once, here:
+
+- a D update: the family computes, inside ``optimizer_phase(opt_d)``, what D minimises
+  and returns it as a :class:`DiscriminatorLoss`; :meth:`discriminator_update` does the rest
+  (skip test ``schedule.d_skip_threshold``, :meth:`backward_and_step`, weight clipping,
+  :meth:`count_d_update`) and returns the update's logs (losses, balance diagnostics);
+- a G update: likewise with a :class:`GeneratorLoss` and :meth:`generator_update`;
+- the end of the step: :meth:`finish_step` (grad-norm ratio, generator EMA, LR schedulers,
+  learning-rate and instance-noise logs, :meth:`log_step`).
+
+Each hook returns what it computes (losses, logs); nothing of one step is handed to the next
+hook through attributes of the module.
 
 Step semantics: one training step = ``schedule.n_critic`` discriminator
 updates followed by one generator update, and ``trainer.global_step`` counts
@@ -19,7 +30,8 @@ import copy
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -31,8 +43,46 @@ from torch.nn.parallel import DistributedDataParallel
 from gan_research.errors import ConfigError
 from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective, WassersteinLoss, supports_label_smoothing
+from gan_research.utils.data_spec import DataKind, DataKindError, DataSpec, require_kind
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class DiscriminatorLoss:
+    """What one D update minimises, as the family computed it
+    (:meth:`AdversarialModule.discriminator_update` takes it from there).
+
+    Args:
+        loss: the total D minimises, summed in the family's own order and weights.
+        adversarial: its adversarial part, which the skip test (``schedule.d_skip_threshold``)
+            and the Wasserstein estimate read.
+        real_scores, fake_scores: D's scores of the real and fake batch (the balance diagnostics).
+        terms: the further terms of ``loss`` (penalties, auxiliary losses), logged as ``train/d_<name>``.
+        logs: diagnostics that are not part of the loss, logged under their own keys.
+    """
+
+    loss: Tensor
+    adversarial: Tensor
+    real_scores: Tensor
+    fake_scores: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GeneratorLoss:
+    """What one G update minimises (see :meth:`AdversarialModule.generator_update`).
+
+    Args:
+        loss: the total G minimises.
+        terms: its parts (or other values) logged as ``train/g_<name>``.
+        logs: diagnostics logged under their own keys.
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    logs: dict[str, Tensor] = field(default_factory=dict)
 
 
 class AdversarialModule(pl.LightningModule):
@@ -46,6 +96,10 @@ class AdversarialModule(pl.LightningModule):
         optimizer_g, optimizer_d: partially applied optimisers (``_partial_: true``).
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         sample_seed: seed of that batch, so grids of different runs are comparable.
+        width: the model config's size knob (``model.width``): the networks' base width, which
+            the network configs read by interpolation (``ngf: ${model.width}``), so one key
+            resizes any model; kept here only so it is a documented, recorded argument. None for
+            fixed architectures.
     """
 
     def __init__(
@@ -58,8 +112,12 @@ class AdversarialModule(pl.LightningModule):
         optimizer_d: OptimizerFactory,
         num_fixed_samples: int = 64,
         sample_seed: int = 1234,
+        width: int | None = None,
     ) -> None:
         super().__init__()
+        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            raise ConfigError(f"model.width={width!r} is invalid: expected a positive integer (or null)")
+        self.width = width
         self.automatic_optimization = False
         self.check_networks(generator, discriminator)
         self.check_critic_normalisation(discriminator, loss)
@@ -90,6 +148,20 @@ class AdversarialModule(pl.LightningModule):
         # D update; read from the buffer once (after any checkpoint restore), then kept in step.
         self._d_updates_host: int | None = None
         self.last_step_logs: dict[str, Tensor] = {}
+
+    # ------------------------------------------------------------ declarations
+    #: The kinds of data the family learns from (``datamodule.spec.kind``); checked from the
+    #: class alone before the networks are built, so a wrong dataset is named first.
+    data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.IMAGES, DataKind.STACKED, DataKind.MIXTURE)
+    #: Whether the family reads class labels (``spec.num_classes`` must be set).
+    needs_labels: ClassVar[bool] = False
+
+    @classmethod
+    def check_data_kind(cls, spec: DataSpec, who: str | None = None) -> None:
+        """Raise :class:`~gan_research.utils.data_spec.DataKindError` unless the family learns
+        from data of ``spec``'s kind (and labels, when it reads them); ``who`` names the model
+        in the message (the config option, where the caller knows it)."""
+        require_kind(spec, cls.data_kinds, who or f"model {cls.__name__}", labelled=cls.needs_labels)
 
     # ----------------------------------------------------------------- checks
     # Whether G maps noise (B, latent_dim) to samples. Image-to-image families (pix2pix,
@@ -179,22 +251,27 @@ class AdversarialModule(pl.LightningModule):
         )
 
     def check_data(self, datamodule: Any) -> None:
-        """Fail before training when the networks cannot model the dataset's samples."""
-        data_shape = tuple(datamodule.sample_shape)
+        """Fail before training when the family or its networks cannot model the dataset's samples."""
+        spec: DataSpec = datamodule.spec
+        self.check_data_kind(spec)
+        data_shape = tuple(spec.sample_shape)
         out = tuple(self.generator.output_shape)
-        if out != data_shape:
-            kind = "image" if len(out) == 3 else f"{len(out)}-D"
-            hint = (
-                "2-D mixtures (ring8, grid25) need model=mlp; image networks need an image dataset "
-                "(digits, mnist, fashion_mnist, cifar10, image_folder)"
-                if len(out) != len(data_shape)
-                else "set the network's image_size/channels to the dataset's (model.generator.image_size=...)"
+        if out == data_shape:
+            return
+        if len(out) != len(data_shape):
+            # Points vs images: the networks are of the other kind; the entry point lists the datasets.
+            kinds = (DataKind.MIXTURE,) if len(out) == 1 else (DataKind.IMAGES, DataKind.STACKED)
+            raise DataKindError(
+                f"the generator {type(self.generator).__name__} produces samples of shape {out} "
+                f"({'2-D points' if len(out) == 1 else 'images'}), but dataset '{spec.name}' is "
+                f"{spec.kind.describe()} of shape {data_shape}",
+                kinds,
             )
-            raise ConfigError(
-                f"the {kind} generator {type(self.generator).__name__} produces samples of shape {out}, "
-                f"but dataset '{getattr(datamodule, 'name', type(datamodule).__name__)}' has samples of "
-                f"shape {data_shape}: {hint}"
-            )
+        raise ConfigError(
+            f"the generator {type(self.generator).__name__} produces samples of shape {out}, "
+            f"but dataset '{spec.name}' has samples of shape {data_shape}: set the network's "
+            "image_size/channels to the dataset's (model.generator.image_size=...)"
+        )
 
     # ------------------------------------------------------- exact resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -280,6 +357,68 @@ class AdversarialModule(pl.LightningModule):
         else:
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=_no_closure)
         return grad_norm.detach()
+
+    # -------------------------------------------------------- step skeleton
+    def discriminator_update(self, opt_d: LightningOptimizer, d: DiscriminatorLoss) -> dict[str, Tensor]:
+        """The end of one D update, called inside ``optimizer_phase(opt_d)``: skip it when its
+        adversarial loss is below ``schedule.d_skip_threshold``, else backward, step, clip D's
+        weights (``loss.weight_clip``) and count it; returns the update's logs.
+
+        Logs: ``train/d_loss``, ``train/d_<term>``, the balance diagnostics, the family's own
+        ``logs``, ``train/d_grad_norm`` (when stepped) and ``train/d_skipped`` (when skipping is on).
+        """
+        threshold = self.schedule.d_skip_threshold
+        # The .item() host sync happens only when skipping is configured; under DDP the
+        # decision is taken on the mean loss, so every process skips (or not) together.
+        skip = threshold is not None and self.all_gather(d.adversarial.detach()).mean().item() < threshold
+        if not skip:
+            d_grad_norm = self.backward_and_step(opt_d, d.loss, counts_as_step=False)
+            self.clip_discriminator_weights()
+            self.count_d_update()
+        logs = {
+            "train/d_loss": d.loss.detach(),
+            **{f"train/d_{name}": value.detach() for name, value in d.terms.items()},
+            **self.balance_diagnostics(
+                d.real_scores.detach(), d.fake_scores.detach(), d.adversarial.detach()
+            ),
+            **d.logs,
+        }
+        if not skip:
+            logs["train/d_grad_norm"] = d_grad_norm
+        if threshold is not None:
+            logs["train/d_skipped"] = torch.tensor(float(skip))
+        return logs
+
+    def generator_update(self, opt_g: LightningOptimizer, g: GeneratorLoss) -> dict[str, Tensor]:
+        """The end of one G update, called inside ``optimizer_phase(opt_g)``: backward and step
+        (a step of ``global_step``); returns ``train/g_loss``, ``train/g_<term>``,
+        ``train/g_grad_norm`` and the family's own ``logs``."""
+        g_grad_norm = self.backward_and_step(opt_g, g.loss, counts_as_step=True)
+        return {
+            "train/g_loss": g.loss.detach(),
+            **{f"train/g_{name}": value.detach() for name, value in g.terms.items()},
+            "train/g_grad_norm": g_grad_norm,
+            **g.logs,
+        }
+
+    def finish_step(self, logs: dict[str, Tensor], batch_size: int) -> None:
+        """The end of a training step, after its last update: the G/D gradient-norm ratio, the
+        generator EMA, the LR schedulers, the learning-rate and instance-noise logs, then
+        :meth:`log_step` of ``logs`` (``batch_size``: the step's samples per update)."""
+        if "train/d_grad_norm" in logs and "train/g_grad_norm" in logs:
+            # >> 1: G is pushed much harder than D learns (D dominating); << 1: the reverse.
+            logs["train/grad_norm_ratio"] = logs["train/g_grad_norm"] / logs["train/d_grad_norm"].clamp_min(
+                1e-12
+            )
+        self.update_ema()
+        self.step_lr_schedulers()
+        opt_g, opt_d = self.optimizers()
+        # Host tensors: logging them needs no device copy, and only happens on logging steps.
+        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
+        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
+        if self.schedule.instance_noise > 0:
+            logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())
+        self.log_step(logs, batch_size=batch_size)
 
     def log_step(self, logs: dict[str, Tensor], batch_size: int) -> None:
         """Log a training step's metrics on Lightning's logging steps (``trainer.log_every_n_steps``).

@@ -23,10 +23,7 @@ from torch import Tensor
 
 from gan_research.errors import ConfigError
 from gan_research.families.gan import GAN
-
-LABELLED_DATASETS = (
-    "digits, mnist, fashion_mnist, cifar10, stacked_digits, image_folder with class subfolders"
-)
+from gan_research.utils.data_spec import DataKind
 
 # Columns of the class-conditional sample grid: one fixed latent per column, a row per class.
 GRID_COLUMNS = 8
@@ -39,6 +36,9 @@ class ConditionalGAN(GAN):
         num_classes: classes of the dataset (checked against the datamodule before training).
         **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
     """
+
+    data_kinds = (DataKind.IMAGES, DataKind.STACKED)
+    needs_labels = True
 
     def __init__(self, *args: Any, num_classes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,14 +60,7 @@ class ConditionalGAN(GAN):
 
     def check_data(self, datamodule: Any) -> None:
         super().check_data(datamodule)
-        name = getattr(datamodule, "name", type(datamodule).__name__)
-        classes = getattr(datamodule, "num_classes", None)
-        if classes is None:
-            raise ConfigError(
-                f"{type(self).__name__} is class-conditional and needs a labelled dataset, but dataset "
-                f"'{name}' has no labels. Labelled datasets: {LABELLED_DATASETS}; or use an unconditional "
-                "model (dcgan, mlp, infogan)"
-            )
+        name, classes = datamodule.spec.name, datamodule.spec.num_classes
         if classes != self.num_classes:
             raise ConfigError(
                 f"model.num_classes={self.num_classes} but dataset '{name}' has {classes} classes; "

@@ -59,9 +59,10 @@ which is what the one D optimiser minimises; the balance diagnostics over both D
 scores, gradient norms and learning rates.
 
 Grids: A | G(A) | F(G(A)) (``samples/``) and B | F(B) | G(F(B)) (``samples/b_to_a/``), a row
-per fixed validation pair taken at fit start. ``sample_for_evaluation(n)`` translates the
-first ``n`` validation A images (the split repeated when smaller): the metrics' FID of G(A)
-against real B.
+per fixed validation pair taken at fit start. ``translate`` (G), ``translate_back`` (F) and
+``sample_for_evaluation(n)`` (the first ``n`` validation pairs as ``(a, G(a), b)``) are what the
+metrics read; the fixed pairs, the sampling and the grid layout are the image-to-image base's
+(:class:`~gan_research.families.image_to_image.ImageToImageModule`).
 
 Schedule: one D update per G update (``schedule.n_critic=1``, as the reference); the other D
 tricks (label smoothing and flips, instance noise, lazy regularisers, weight clipping,
@@ -77,12 +78,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.families.base import AdversarialModule
+from gan_research.families.base import DiscriminatorLoss, GeneratorLoss
+from gan_research.families.image_to_image import ImageToImageModule, run_in_eval_mode
 from gan_research.losses.adversarial import AdversarialLoss, LeastSquaresLoss
 from gan_research.networks.pairs import DiscriminatorPair, TranslationPair
+from gan_research.utils.data_spec import DataKind
 from gan_research.utils.images import grid_rows
-
-TRANSLATION_DATASETS = "unpaired_folder, digits_inverted, paired_folder, digits_edges"
 
 
 def reference_adversarial_factors(adversarial: AdversarialLoss) -> tuple[float, float]:
@@ -154,7 +155,7 @@ class HistoryPool:
         self.count = len(stored)
 
 
-class CycleGAN(AdversarialModule):
+class CycleGAN(ImageToImageModule):
     """CycleGAN: G: A → B and F: B → A, D_A and D_B, adversarial + cycle + identity losses.
 
     Args:
@@ -165,10 +166,10 @@ class CycleGAN(AdversarialModule):
             which domains with different channel counts need).
         pool_size: images in each discriminator's history pool (50; 0 disables).
         num_fixed_samples: validation pairs in the sample grids.
-        *args, **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
+        *args, **kwargs: those of :class:`~gan_research.families.image_to_image.ImageToImageModule`.
     """
 
-    latent_input = False
+    data_kinds = (DataKind.PAIRED, DataKind.UNPAIRED)
 
     def __init__(
         self,
@@ -200,9 +201,6 @@ class CycleGAN(AdversarialModule):
         self.pool_a = HistoryPool(pool_size)  # fakes F(b) for D_A
         self.pool_b = HistoryPool(pool_size)  # fakes G(a) for D_B
         self.d_factor, self.g_factor = reference_adversarial_factors(self.objective.adversarial)
-        # The grids' validation pairs, taken at fit start (not checkpointed: they come from the data).
-        self.fixed_a: Tensor | None = None
-        self.fixed_b: Tensor | None = None
 
     # ----------------------------------------------------------------- checks
     def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
@@ -231,13 +229,9 @@ class CycleGAN(AdversarialModule):
 
     def check_data(self, datamodule: Any) -> None:
         """Any translation dataset (a paired one is used unpaired) with G's A and B shapes."""
-        name = getattr(datamodule, "name", type(datamodule).__name__)
-        a_shape, b_shape = getattr(datamodule, "a_shape", None), getattr(datamodule, "b_shape", None)
-        if a_shape is None or b_shape is None:
-            raise ConfigError(
-                f"CycleGAN translates between two image domains, but dataset '{name}' has a single one; "
-                f"use a translation dataset: {TRANSLATION_DATASETS} (paired data is used unpaired)"
-            )
+        spec = datamodule.spec
+        self.check_data_kind(spec)
+        name, a_shape, b_shape = spec.name, spec.a_shape, spec.sample_shape
         g_in, g_out = tuple(self.generator.input_shape), tuple(self.generator.output_shape)
         if (tuple(a_shape), tuple(b_shape)) != (g_in, g_out):
             raise ConfigError(
@@ -305,7 +299,7 @@ class CycleGAN(AdversarialModule):
         with self.optimizer_phase(opt_g):
             g_terms, fake_a, fake_b = self.generator_losses(a, b)
             g_loss = g_terms["adv"] + g_terms["cycle"] + g_terms["identity"]
-            g_grad_norm = self.backward_and_step(opt_g, g_loss, counts_as_step=True)
+            logs = self.generator_update(opt_g, GeneratorLoss(g_loss, g_terms))
         # The fakes of this step's forward (before G's update), as the reference's D update.
         pooled_a = self.pool_a.query(fake_a.detach())
         pooled_b = self.pool_b.query(fake_b.detach())
@@ -313,33 +307,12 @@ class CycleGAN(AdversarialModule):
             d_terms, real_scores, fake_scores = self.discriminator_losses(a, b, pooled_a, pooled_b)
             d_adv = d_terms["a"] + d_terms["b"]
             d_loss = sum(d_terms.values())
-            threshold = self.schedule.d_skip_threshold
-            # Host sync only when skipping is configured; under DDP all processes decide together.
-            skip = threshold is not None and self.all_gather(d_adv.detach()).mean().item() < threshold
-            if not skip:
-                d_grad_norm = self.backward_and_step(opt_d, d_loss, counts_as_step=False)
-                self.clip_discriminator_weights()
-                self.count_d_update()
-        logs = {
-            "train/g_loss": g_loss.detach(),
-            **{f"train/g_{name}": value.detach() for name, value in g_terms.items()},
-            "train/g_grad_norm": g_grad_norm,
-            "train/d_loss": d_loss.detach(),
-            **{f"train/d_{name}": value.detach() for name, value in d_terms.items()},
-            **self.balance_diagnostics(real_scores, fake_scores, d_adv.detach()),
-        }
-        if not skip:
-            logs["train/d_grad_norm"] = d_grad_norm
-            logs["train/grad_norm_ratio"] = g_grad_norm / d_grad_norm.clamp_min(1e-12)
-        if threshold is not None:
-            logs["train/d_skipped"] = torch.tensor(float(skip))
-        self.update_ema()
-        self.step_lr_schedulers()
-        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
-        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
-        if self.schedule.instance_noise > 0:
-            logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())
-        self.log_step(logs, batch_size=a.shape[0])
+            logs.update(
+                self.discriminator_update(
+                    opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, d_terms)
+                )
+            )
+        self.finish_step(logs, batch_size=a.shape[0])
 
     # ------------------------------------------------------- exact resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -354,61 +327,23 @@ class CycleGAN(AdversarialModule):
             self.pool_b.load_state_dict(pools["b"])
 
     # -------------------------------------------------------------- inference
-    @torch.no_grad()
-    def translate(self, a: Tensor) -> Tensor:
-        """A → B: G of the sampling generator (EMA when enabled) in eval mode."""
-        return _run_eval(self.sampling_generator.a_to_b, a.to(self.device))
+    def translator(self, generator: nn.Module) -> nn.Module:
+        """G (A → B) of the pair."""
+        return generator.a_to_b
 
     @torch.no_grad()
     def translate_back(self, b: Tensor) -> Tensor:
         """B → A: F of the sampling generator (EMA when enabled) in eval mode."""
-        return _run_eval(self.sampling_generator.b_to_a, b.to(self.device))
+        return run_in_eval_mode(self.sampling_generator.b_to_a, b.to(self.device))
 
-    def forward(self, a: Tensor) -> Tensor:
-        return self.generator.a_to_b(a)
-
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and self.fixed_a is None:
-            self.set_fixed_batch(*datamodule.first_validation_pairs(self.num_fixed_samples))
-
-    def set_fixed_batch(self, a: Tensor, b: Tensor) -> None:
-        """The validation images of the grids (kept on the host)."""
-        self.fixed_a, self.fixed_b = a.detach().cpu(), b.detach().cpu()
-
-    def _fixed(self) -> tuple[Tensor, Tensor]:
-        if self.fixed_a is None or self.fixed_b is None:
-            raise RuntimeError(
-                "CycleGAN's grids need validation images: fit first, or call set_fixed_batch(a, b)"
-            )
-        return self.fixed_a, self.fixed_b
-
-    def grid_samples(self) -> tuple[Tensor, int]:
-        """A | G(A) | F(G(A)), a fixed validation image per row (3 images a row)."""
-        a, _ = self._fixed()
+    def grid_columns(self, a: Tensor, b: Tensor) -> list[Tensor]:
+        """A | G(A) | F(G(A)), a fixed validation image per row: unpaired data has no target,
+        so the third column is the cycle's reconstruction (the paper's figures)."""
         fake_b = self.translate(a)
-        return grid_rows(a.to(self.device), fake_b, self.translate_back(fake_b)), 3
+        return [a.to(self.device), fake_b, self.translate_back(fake_b)]
 
     def extra_grids(self) -> dict[str, tuple[Tensor, int]]:
         """``b_to_a``: B | F(B) | G(F(B)), a fixed validation image per row."""
-        _, b = self._fixed()
+        _, b = self.fixed_pairs()
         fake_a = self.translate_back(b)
         return {"b_to_a": (grid_rows(b.to(self.device), fake_a, self.translate(fake_a)), 3)}
-
-    def sample_for_evaluation(self, n: int) -> Tensor:
-        """G(a) of the first ``n`` validation A images (the split repeated when it is smaller)."""
-        if self._trainer is None or self.trainer.datamodule is None:
-            raise RuntimeError("sample_for_evaluation needs the trainer's translation datamodule")
-        a, _ = self.trainer.datamodule.first_validation_pairs(n)
-        if len(a) < n:
-            a = a.repeat((n + len(a) - 1) // len(a), 1, 1, 1)[:n]
-        return torch.cat([self.translate(chunk) for chunk in a.split(256)])
-
-
-def _run_eval(net: nn.Module, x: Tensor) -> Tensor:
-    was_training = net.training
-    net.eval()
-    try:
-        return net(x)
-    finally:
-        net.train(was_training)

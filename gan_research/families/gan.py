@@ -7,28 +7,47 @@ detached fake batch, then one G update. Each phase runs toggle → zero_grad →
 manual_backward → step → untoggle (Lightning's manual-optimisation GAN order).
 
 A family that conditions the networks or adds heads to D (cGAN, AC-GAN,
-InfoGAN, the semi-supervised GAN) subclasses :class:`GAN` and overrides the
-hooks below, so every trick of the step (label flips, instance noise, lazy
-regularisers, skipped D updates, weight clipping, EMA, diagnostics) applies to
-it unchanged:
+InfoGAN, the semi-supervised GAN, ProGAN, StyleGAN) subclasses :class:`GAN` and
+overrides the hooks below, so every trick of the step (label flips, instance noise,
+lazy regularisers, skipped D updates, weight clipping, EMA, diagnostics) applies to
+it unchanged. Each hook returns what it computes:
 
 - :meth:`sample_condition` / :meth:`real_condition`: what a fake / real batch is
   conditioned on (class labels, latent codes; None when unconditional);
 - :meth:`generate_fake`: G's forward pass;
 - :meth:`discriminate`: D's forward pass, returning the adversarial scores and
   whatever else D outputs (class logits, Q head);
-- :meth:`discriminator_extra_losses` / :meth:`generator_extra_losses`: weighted
-  terms added to each network's loss (the auxiliary classifier, mutual information).
+- :meth:`discriminator_extra_losses` / :meth:`generator_extra_losses`: a :class:`LossTerms`,
+  the weighted terms added to each network's loss (the auxiliary classifier, mutual
+  information, a path-length penalty) and the diagnostics that go with them.
+
+The end of each update and of the step is the base's (:meth:`~AdversarialModule.discriminator_update`,
+:meth:`~AdversarialModule.generator_update`, :meth:`~AdversarialModule.finish_step`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gan_research.families.base import AdversarialModule
+from gan_research.families.base import AdversarialModule, DiscriminatorLoss, GeneratorLoss
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """What an extra-loss hook returns.
+
+    Args:
+        losses: weighted terms added to the network's loss, logged as ``train/d_<name>`` /
+            ``train/g_<name>``.
+        logs: diagnostics computed with them (not added to the loss), logged under their own keys.
+    """
+
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    logs: dict[str, Tensor] = field(default_factory=dict)
 
 
 class GAN(AdversarialModule):
@@ -52,16 +71,22 @@ class GAN(AdversarialModule):
 
     def discriminator_extra_losses(
         self, real_extra: Any, fake_extra: Any, real_condition: Any, fake_condition: Any
-    ) -> dict[str, Tensor]:
-        """Weighted terms added to D's loss (logged as ``train/d_<name>``)."""
-        return {}
+    ) -> LossTerms:
+        """Terms added to D's loss, from D's extra outputs on the real and fake batch."""
+        return LossTerms()
 
-    def generator_extra_losses(self, fake_extra: Any, fake_condition: Any) -> dict[str, Tensor]:
-        """Weighted terms added to G's loss (logged as ``train/g_<name>``)."""
-        return {}
+    def generator_extra_losses(self, fake: Tensor, fake_extra: Any, fake_condition: Any) -> LossTerms:
+        """Terms added to G's loss, from the fake batch ``fake`` and D's extra outputs on it."""
+        return LossTerms()
 
     # ------------------------------------------------------------------- step
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        logs, batch_size = self.adversarial_updates(batch)
+        self.finish_step(logs, batch_size)
+
+    def adversarial_updates(self, batch: tuple[Tensor, ...]) -> tuple[dict[str, Tensor], int]:
+        """``n_critic`` D updates, each on its share of the batch, then one G update; returns
+        the updates' logs and the D batch size."""
         real_all = batch[0]
         labels_all = batch[1] if len(batch) > 1 else None
         opt_g, opt_d = self.optimizers()
@@ -75,22 +100,12 @@ class GAN(AdversarialModule):
         label_chunks = labels_all.chunk(n_critic) if labels_all is not None else [None] * n_critic
         for real, labels in zip(real_all.chunk(n_critic), label_chunks, strict=True):
             logs.update(self.discriminator_step(real, opt_d, labels))
-        logs.update(self.generator_step(real_all.shape[0] // n_critic, opt_g))
-        if "train/d_grad_norm" in logs:
-            # >> 1: G is pushed much harder than D learns (D dominating); << 1: the reverse.
-            logs["train/grad_norm_ratio"] = logs["train/g_grad_norm"] / logs["train/d_grad_norm"].clamp_min(
-                1e-12
-            )
-        self.update_ema()
-        self.step_lr_schedulers()
-        # Host tensors: logging them needs no device copy, and only happens on logging steps.
-        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
-        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
-        if self.schedule.instance_noise > 0:
-            logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())
-        self.log_step(logs, batch_size=real_all.shape[0] // n_critic)
+        # The G update is given the last D update's real batch: feature matching reads it.
+        logs.update(self.generator_step(real, opt_g))
+        return logs, real.shape[0]
 
     def discriminator_step(self, real: Tensor, opt_d: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One D update on ``real`` against a fresh fake batch of its size; returns its logs."""
         real_cond = self.real_condition(labels) if labels is not None else None
         fake_cond = self.sample_condition(real.shape[0])
         with torch.no_grad():
@@ -110,36 +125,21 @@ class GAN(AdversarialModule):
                 lambda x: self.discriminate(x, real_cond)[0], real_in, fake_in
             )
             extra = self.discriminator_extra_losses(real_extra, fake_extra, real_cond, fake_cond)
-            terms = {**penalties, **extra}
+            terms = {**penalties, **extra.losses}
             d_loss = d_adv + sum(terms.values()) if terms else d_adv
-            threshold = self.schedule.d_skip_threshold
-            # The .item() host sync happens only when skipping is configured; under DDP the
-            # decision is taken on the mean loss, so every process skips (or not) together.
-            skip = threshold is not None and self.all_gather(d_adv.detach()).mean().item() < threshold
-            if not skip:
-                d_grad_norm = self.backward_and_step(opt_d, d_loss, counts_as_step=False)
-                self.clip_discriminator_weights()
-                self.count_d_update()
-        logs = {
-            "train/d_loss": d_loss.detach(),
-            **{f"train/d_{name}": value.detach() for name, value in terms.items()},
-            **self.balance_diagnostics(real_scores.detach(), fake_scores.detach(), d_adv.detach()),
-        }
-        if not skip:
-            logs["train/d_grad_norm"] = d_grad_norm
-        if threshold is not None:
-            logs["train/d_skipped"] = torch.tensor(float(skip))
-        return logs
+            return self.discriminator_update(
+                opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, terms, extra.logs)
+            )
 
-    def generator_step(self, batch_size: int, opt_g: Any) -> dict[str, Tensor]:
+    def generator_step(self, real: Tensor, opt_g: Any) -> dict[str, Tensor]:
+        """One G update on a fresh fake batch of ``real``'s size (``real``: the last D update's
+        real batch, read only by families whose G loss compares with real data); returns its logs."""
+        batch_size = real.shape[0]
         with self.optimizer_phase(opt_g):
             fake_cond = self.sample_condition(batch_size)
             fake = self.generate_fake(self.sample_latent(batch_size), fake_cond)
             fake_scores, fake_extra = self.discriminate(self.add_instance_noise(fake), fake_cond)
             g_adv = self.objective.adversarial.generator_loss(fake_scores)
-            extra = self.generator_extra_losses(fake_extra, fake_cond)
-            g_loss = g_adv + sum(extra.values()) if extra else g_adv
-            g_grad_norm = self.backward_and_step(opt_g, g_loss, counts_as_step=True)
-        logs = {"train/g_loss": g_loss.detach(), "train/g_grad_norm": g_grad_norm}
-        logs.update({f"train/g_{name}": value.detach() for name, value in extra.items()})
-        return logs
+            extra = self.generator_extra_losses(fake, fake_extra, fake_cond)
+            g_loss = g_adv + sum(extra.losses.values()) if extra.losses else g_adv
+            return self.generator_update(opt_g, GeneratorLoss(g_loss, extra.losses, extra.logs))

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gan_research.errors import ConfigError
-from gan_research.families.gan import GAN
+from gan_research.families.gan import GAN, LossTerms
+from gan_research.utils.data_spec import DataKind
 
 # Columns (categorical) / rows (continuous) of the traversal grids: one fixed (z, codes) each.
 GRID_LATENTS = 8
@@ -65,6 +66,8 @@ class InfoGAN(GAN):
         sample_seed: seed of the fixed noise and of the fixed codes of the sample grids.
         **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
     """
+
+    data_kinds = (DataKind.IMAGES, DataKind.STACKED)
 
     def __init__(
         self,
@@ -99,7 +102,6 @@ class InfoGAN(GAN):
         self.check_network_codes()
         gen = torch.Generator().manual_seed(sample_seed + 1)
         self.register_buffer("fixed_codes", self.draw_codes(self.fixed_noise.shape[0], generator=gen))
-        self._q_logs: dict[str, Tensor] = {}
 
     @property
     def code_dim(self) -> int:
@@ -197,23 +199,22 @@ class InfoGAN(GAN):
 
     def discriminator_extra_losses(
         self, real_extra: Tensor, fake_extra: Tensor, real_condition: Any, fake_condition: Tensor
-    ) -> dict[str, Tensor]:
+    ) -> LossTerms:
+        """The information term on this D update's fakes (it trains Q's head and the shared body),
+        with Q's diagnostics: ``train/q_cat`` (CE), ``train/q_cont`` (NLL), ``train/q_cat_acc``
+        (Q reads the first categorical code; 1/K is chance)."""
         loss, terms = self.info_loss(fake_extra, fake_condition)
-        self._q_logs = {f"train/q_{name}": value.detach() for name, value in terms.items()}
-        if "train/q_acc" in self._q_logs:
-            self._q_logs["train/q_cat_acc"] = self._q_logs.pop("train/q_acc")
-        return {"info": loss}
+        logs = {f"train/q_{name}": value.detach() for name, value in terms.items()}
+        if "train/q_acc" in logs:
+            logs["train/q_cat_acc"] = logs.pop("train/q_acc")
+        return LossTerms({"info": loss}, logs)
 
-    def generator_extra_losses(self, fake_extra: Tensor, fake_condition: Tensor) -> dict[str, Tensor]:
-        return {"info": self.info_loss(fake_extra, fake_condition)[0]}
+    def generator_extra_losses(self, fake: Tensor, fake_extra: Tensor, fake_condition: Tensor) -> LossTerms:
+        return LossTerms({"info": self.info_loss(fake_extra, fake_condition)[0]})
 
     def discriminator_step(self, real: Tensor, opt_d: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
         # Unsupervised: the dataset's labels are dropped here, so they cannot reach any hook.
-        logs = super().discriminator_step(real, opt_d, None)
-        # Q's diagnostics on this D update's fakes: train/q_cat (CE), train/q_cont (NLL),
-        # train/q_cat_acc (Q reads the first categorical code; 1/K is chance).
-        logs.update(self._q_logs)
-        return logs
+        return super().discriminator_step(real, opt_d, None)
 
     # ------------------------------------------------------------- sampling
     @torch.no_grad()

@@ -33,8 +33,9 @@ D updates, EMA of G, linear LR decay). With ``schedule.n_critic > 1`` the step's
 is split in n_critic parts: D updates on each (outputs of G without gradient), the G
 update on the last part; n_critic = 1 is the reference's step.
 
-Inference (``translate``, sample grids, metrics) runs G in eval mode: dropout off,
-batch norm with running statistics. The paper instead keeps dropout on and uses
+Inference (``translate``, sample grids, metrics: the image-to-image base,
+:class:`~gan_research.families.image_to_image.ImageToImageModule`) runs G in eval mode: dropout
+off, batch norm with running statistics. The paper instead keeps dropout on and uses
 the test batch's statistics at test time (sec. 2.2); at the reference's batch size of
 1 that is instance normalisation.
 """
@@ -48,13 +49,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.families.base import AdversarialModule
-from gan_research.utils.images import grid_rows
-
-PAIRED_DATASETS = "paired_folder, digits_edges"
+from gan_research.families.base import DiscriminatorLoss, GeneratorLoss
+from gan_research.families.image_to_image import ImageToImageModule
 
 
-class Pix2Pix(AdversarialModule):
+class Pix2Pix(ImageToImageModule):
     """pix2pix: G(a) → b with an L1 term, D(a, b) a conditional PatchGAN.
 
     Args:
@@ -65,10 +64,8 @@ class Pix2Pix(AdversarialModule):
         l1_weight: λ of eq. 4 (100).
         d_loss_weight: factor of D's loss (0.5, the reference's halving).
         num_fixed_samples: validation pairs in the sample grid (input | output | target rows).
-        *args, **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
+        *args, **kwargs: those of :class:`~gan_research.families.image_to_image.ImageToImageModule`.
     """
-
-    latent_input = False
 
     def __init__(
         self, *args: Any, l1_weight: float = 100.0, d_loss_weight: float = 0.5, **kwargs: Any
@@ -81,9 +78,6 @@ class Pix2Pix(AdversarialModule):
             raise ConfigError("model.d_loss_weight=0 would never train D: expected a float > 0 (0.5)")
         self.l1_weight = float(l1_weight)
         self.d_loss_weight = float(d_loss_weight)
-        # The grid's validation pairs, taken at fit start (not checkpointed: they come from the data).
-        self.fixed_a: Tensor | None = None
-        self.fixed_b: Tensor | None = None
 
     # ----------------------------------------------------------------- checks
     def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
@@ -124,14 +118,11 @@ class Pix2Pix(AdversarialModule):
 
     def check_data(self, datamodule: Any) -> None:
         """A paired dataset whose A and B shapes are G's input and output shapes."""
-        name = getattr(datamodule, "name", type(datamodule).__name__)
-        if not getattr(datamodule, "paired", False):
-            raise ConfigError(
-                f"pix2pix learns from aligned (input, target) pairs, but dataset '{name}' is not paired; "
-                f"use a paired dataset ({PAIRED_DATASETS}), or model=cyclegan for unpaired data"
-            )
+        spec = datamodule.spec
+        self.check_data_kind(spec)
+        name = spec.name
         g_in, g_out = tuple(self.generator.input_shape), tuple(self.generator.output_shape)
-        a_shape, b_shape = tuple(datamodule.a_shape), tuple(datamodule.b_shape)
+        a_shape, b_shape = tuple(spec.a_shape), tuple(spec.sample_shape)
         problems = []
         if a_shape[0] != g_in[0]:
             problems.append(f"model.generator.input_channels={a_shape[0]} (dataset channels_a)")
@@ -153,11 +144,6 @@ class Pix2Pix(AdversarialModule):
             )
 
     # ------------------------------------------------------------------- step
-    def discriminate(self, a: Tensor, b: Tensor) -> Tensor:
-        """D's patch logits of the pair (a, b), concatenated along the channels as the reference's
-        ``torch.cat((real_A, fake_B), 1)``."""
-        return self.discriminator(torch.cat([a, b], dim=1))
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         a_all, b_all = batch[0], batch[1]
         opt_g, opt_d = self.optimizers()
@@ -179,62 +165,47 @@ class Pix2Pix(AdversarialModule):
         fake = self.generator(a)
         logs.update(self.discriminator_step(a, b, fake.detach(), opt_d))
         logs.update(self.generator_step(a, b, fake, opt_g))
-        if "train/d_grad_norm" in logs:
-            logs["train/grad_norm_ratio"] = logs["train/g_grad_norm"] / logs["train/d_grad_norm"].clamp_min(
-                1e-12
-            )
-        self.update_ema()
-        self.step_lr_schedulers()
-        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
-        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
-        if self.schedule.instance_noise > 0:
-            logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())
-        self.log_step(logs, batch_size=a.shape[0])
+        self.finish_step(logs, batch_size=a.shape[0])
+
+    def noisy_pair(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """The pair (a, b) as D sees it in training: instance noise on the pair, drawn for the two
+        images together (``schedule.instance_noise``)."""
+        pair = self.add_instance_noise(torch.cat([a, b], dim=1))
+        return pair[:, : a.shape[1]], pair[:, a.shape[1] :]
+
+    def discriminate(self, a: Tensor, b: Tensor) -> Tensor:
+        """D's patch logits of the pair (a, b), concatenated along the channels as the reference's
+        ``torch.cat((real_A, fake_B), 1)``."""
+        return self.discriminator(torch.cat([a, b], dim=1))
 
     def discriminator_step(self, a: Tensor, b: Tensor, fake: Tensor, opt_d: Any) -> dict[str, Tensor]:
         """One D update on real pairs (a, b) and fake pairs (a, G(a)); ``fake`` carries no gradient."""
         real_b, fake_b = self.flip_labels(b, fake)  # a flipped pair keeps its input a
-        real_in = self.add_instance_noise(torch.cat([a, real_b], dim=1))
-        fake_in = self.add_instance_noise(torch.cat([a, fake_b], dim=1))
+        real_a, real_b = self.noisy_pair(a, real_b)
+        fake_a, fake_b = self.noisy_pair(a, fake_b)
         with self.optimizer_phase(opt_d):
-            real_scores = self.discriminator(real_in)
-            fake_scores = self.discriminator(fake_in)
+            real_scores = self.discriminate(real_a, real_b)
+            fake_scores = self.discriminate(fake_a, fake_b)
             d_adv = self.objective.adversarial.discriminator_loss(
                 real_scores, fake_scores, real_target=1.0 - self.schedule.label_smoothing
             )
             # Gradient penalties are taken w.r.t. the B half of the pair, given the real pair's
             # input (as GAN's conditional penalties are given the real batch's condition);
             # they keep their configured weights (the halving is the adversarial term's).
-            ca = a.shape[1]
             penalties = self.discriminator_regularization(
-                lambda x: self.discriminator(torch.cat([real_in[:, :ca], x], dim=1)),
-                real_in[:, ca:],
-                fake_in[:, ca:],
+                lambda x: self.discriminate(real_a, x), real_b, fake_b
             )
             d_loss = self.d_loss_weight * d_adv
             if penalties:
                 d_loss = d_loss + sum(penalties.values())
-            threshold = self.schedule.d_skip_threshold
-            skip = threshold is not None and self.all_gather(d_adv.detach()).mean().item() < threshold
-            if not skip:
-                d_grad_norm = self.backward_and_step(opt_d, d_loss, counts_as_step=False)
-                self.clip_discriminator_weights()
-                self.count_d_update()
-        logs = {
-            "train/d_loss": d_loss.detach(),
-            **{f"train/d_{name}": value.detach() for name, value in penalties.items()},
-            **self.balance_diagnostics(real_scores.detach(), fake_scores.detach(), d_adv.detach()),
-        }
-        if not skip:
-            logs["train/d_grad_norm"] = d_grad_norm
-        if threshold is not None:
-            logs["train/d_skipped"] = torch.tensor(float(skip))
-        return logs
+            return self.discriminator_update(
+                opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, penalties)
+            )
 
     def generator_loss(self, a: Tensor, b: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Eq. 4's G side: ``{"g_loss": adv + l1_weight * l1, "g_adv": adv, "g_l1": l1}``
         (l1 unweighted: the mean absolute error per pixel)."""
-        scores = self.discriminator(self.add_instance_noise(torch.cat([a, fake], dim=1)))
+        scores = self.discriminate(*self.noisy_pair(a, fake))
         g_adv = self.objective.adversarial.generator_loss(scores)
         g_l1 = F.l1_loss(fake, b)
         return {"g_loss": g_adv + self.l1_weight * g_l1, "g_adv": g_adv, "g_l1": g_l1}
@@ -243,50 +214,6 @@ class Pix2Pix(AdversarialModule):
         """One G update; D is frozen by the optimiser toggle, so only G's weights change."""
         with self.optimizer_phase(opt_g):
             terms = self.generator_loss(a, b, fake)
-            g_grad_norm = self.backward_and_step(opt_g, terms["g_loss"], counts_as_step=True)
-        return {**{f"train/{k}": v.detach() for k, v in terms.items()}, "train/g_grad_norm": g_grad_norm}
-
-    # -------------------------------------------------------------- inference
-    @torch.no_grad()
-    def translate(self, a: Tensor) -> Tensor:
-        """A → B with the sampling generator (EMA when enabled) in eval mode."""
-        gen = self.sampling_generator
-        was_training = gen.training
-        gen.eval()
-        try:
-            return gen(a.to(self.device))
-        finally:
-            gen.train(was_training)
-
-    def forward(self, a: Tensor) -> Tensor:
-        return self.generator(a)
-
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and self.fixed_a is None:
-            self.set_fixed_batch(*datamodule.first_validation_pairs(self.num_fixed_samples))
-
-    def set_fixed_batch(self, a: Tensor, b: Tensor) -> None:
-        """The validation pairs of the sample grid (kept on the host)."""
-        self.fixed_a, self.fixed_b = a.detach().cpu(), b.detach().cpu()
-
-    def grid_samples(self) -> tuple[Tensor, int]:
-        """Input | output | target, one fixed validation pair per row (3 images a row).
-
-        Grey images are repeated to RGB when the other domain is RGB, so one grid holds both.
-        """
-        if self.fixed_a is None or self.fixed_b is None:
-            raise RuntimeError(
-                "pix2pix's grid needs validation pairs: fit first, or call set_fixed_batch(a, b)"
+            return self.generator_update(
+                opt_g, GeneratorLoss(terms["g_loss"], {"adv": terms["g_adv"], "l1": terms["g_l1"]})
             )
-        a, b = self.fixed_a, self.fixed_b
-        return grid_rows(a, self.translate(a).cpu(), b), 3
-
-    def sample_for_evaluation(self, n: int) -> Tensor:
-        """Translations of the first ``n`` validation inputs (the split repeated when it is smaller)."""
-        if self.trainer is None or self.trainer.datamodule is None:
-            raise RuntimeError("sample_for_evaluation needs the trainer's paired datamodule")
-        a, _ = self.trainer.datamodule.first_validation_pairs(n)
-        if len(a) < n:
-            a = a.repeat((n + len(a) - 1) // len(a), 1, 1, 1)[:n]
-        return torch.cat([self.translate(chunk) for chunk in a.split(256)])

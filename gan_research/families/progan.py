@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gan_research.errors import ConfigError
-from gan_research.families.gan import GAN
+from gan_research.families.gan import GAN, LossTerms
 from gan_research.networks.progan import resolution_stage, stage_resolution
+from gan_research.utils.data_spec import DataKind
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class ProGAN(GAN):
     # stage and alpha are Python values: a compiled network would recompile at every fade step.
     compilable: tuple[str, ...] = ()
 
+    data_kinds = (DataKind.IMAGES, DataKind.STACKED)
+
     def __init__(
         self,
         *args: Any,
@@ -154,32 +157,34 @@ class ProGAN(GAN):
                 f"model.growth.start_resolution={self.growth.start_resolution} exceeds the image size "
                 f"{image_size}; valid: {[stage_resolution(s) for s in range(self.num_stages)]}"
             )
-        # The (stage, alpha) of the step being trained; None outside training_step.
-        self._step_state: tuple[int, float] | None = None
         # Generator steps trained, kept in the state dict: a checkpoint loaded without a Trainer
         # (gan-eval) samples at the stage it was trained to, not at stage 0.
         self.register_buffer("growth_step", torch.zeros((), dtype=torch.long))
 
     # ------------------------------------------------------------ the schedule
     def growth_state(self, step: int | None = None) -> tuple[int, float]:
-        """(stage, alpha) at generator step ``step`` (default: the current global step)."""
+        """(stage, alpha) at generator step ``step`` (default: the current global step; without a
+        trainer, the step the networks were trained to).
+
+        Within a training step the global step is the step being trained until G's optimiser
+        steps, which counts it: every D and G forward of the step sees that step's stage.
+        """
         if step is None:
-            if self._step_state is not None:
-                return self._step_state
             step = self.global_step if self._trainer is not None else int(self.growth_step)
         return self.growth.stage_and_alpha(step, self.num_stages)
 
-    # ------------------------------------------------------------------ hooks
+    # ------------------------------------------------------------------- step
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        stage, alpha = self.growth.stage_and_alpha(self.global_step, self.num_stages)
-        self._step_state = (stage, alpha)
-        try:
-            real = downsample_reals(batch[0], stage, alpha)
-            super().training_step((real, *batch[1:]), batch_idx)
-        finally:
-            self._step_state = None
+        # The stage and alpha of this step, read before G's update moves the global step on.
+        stage, alpha = self.growth_state()
+        real = downsample_reals(batch[0], stage, alpha)
+        logs, batch_size = self.adversarial_updates((real, *batch[1:]))
+        logs["train/stage_resolution"] = torch.tensor(float(stage_resolution(stage)))
+        logs["train/alpha"] = torch.tensor(float(alpha))
+        self.finish_step(logs, batch_size)
         self.growth_step.fill_(self.global_step)
 
+    # ------------------------------------------------------------------ hooks
     def generate_fake(self, z: Tensor, condition: Any) -> Tensor:
         stage, alpha = self.growth_state()
         return self.generator(z, stage=stage, alpha=alpha)
@@ -191,17 +196,11 @@ class ProGAN(GAN):
 
     def discriminator_extra_losses(
         self, real_extra: Any, fake_extra: Any, real_condition: Any, fake_condition: Any
-    ) -> dict[str, Tensor]:
+    ) -> LossTerms:
         if self.drift_weight == 0:
-            return {}
+            return LossTerms()
         # App. A.1: L' = L + epsilon_drift * E_x[D(x)^2], keeping the critic's scores from drifting.
-        return {"drift": self.drift_weight * real_extra.pow(2).mean()}
-
-    def log_step(self, logs: dict[str, Tensor], batch_size: int) -> None:
-        stage, alpha = self.growth_state()
-        logs["train/stage_resolution"] = torch.tensor(float(stage_resolution(stage)))
-        logs["train/alpha"] = torch.tensor(float(alpha))
-        super().log_step(logs, batch_size)
+        return LossTerms({"drift": self.drift_weight * real_extra.pow(2).mean()})
 
     # ------------------------------------------------------------- sampling
     def to_full_size(self, images: Tensor) -> Tensor:

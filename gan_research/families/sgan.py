@@ -45,8 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gan_research.errors import ConfigError
-from gan_research.families.gan import GAN
+from gan_research.families.base import GeneratorLoss
+from gan_research.families.gan import GAN, LossTerms
 from gan_research.losses import MinimaxLoss
+from gan_research.utils.data_spec import DataKind
 
 GENERATOR_LOSSES = ("feature_matching", "adversarial")
 # Test images per D forward when measuring the test accuracy.
@@ -90,6 +92,9 @@ class SemiSupervisedGAN(GAN):
 
     # Feature matching calls D's body (net.features) directly, which nn.Module.compile does not reach.
     compilable: tuple[str, ...] = ("generator",)
+
+    data_kinds = (DataKind.IMAGES,)
+    needs_labels = True
 
     def __init__(
         self,
@@ -165,23 +170,13 @@ class SemiSupervisedGAN(GAN):
         self._labeled_source: Any = None
         self._labeled_x: Tensor | None = None
         self._labeled_y: Tensor | None = None
-        self._last_real: Tensor | None = None
-        self._sup_logs: dict[str, Tensor] = {}
         self._last_eval_step = -1
 
     # ----------------------------------------------------------------- checks
     def check_data(self, datamodule: Any) -> None:
         """Labelled data of ``num_classes`` classes, a held-out test split, enough labelled samples."""
         super().check_data(datamodule)
-        name = getattr(datamodule, "name", type(datamodule).__name__)
-        classes = getattr(datamodule, "num_classes", None)
-        if classes is None:
-            raise ConfigError(
-                "the semi-supervised GAN needs class labels for "
-                f"model.num_labeled={self.num_labeled} training samples and for its test set, but "
-                f"dataset '{name}' has no labels; use a labelled dataset "
-                "(digits, mnist, fashion_mnist, cifar10, image_folder with class subfolders)"
-            )
+        name, classes = datamodule.spec.name, datamodule.spec.num_classes
         if classes != self.num_classes:
             raise ConfigError(
                 f"model.num_classes={self.num_classes} but dataset '{name}' has {classes} classes; "
@@ -239,8 +234,9 @@ class SemiSupervisedGAN(GAN):
 
     def discriminator_extra_losses(
         self, real_extra: Tensor, fake_extra: Tensor, real_condition: Any, fake_condition: Any
-    ) -> dict[str, Tensor]:
-        """L_supervised on a labelled batch drawn with replacement from the labelled subset."""
+    ) -> LossTerms:
+        """L_supervised on a labelled batch drawn with replacement from the labelled subset, with
+        its diagnostics ``train/sup_loss`` (unweighted) and ``train/sup_acc``."""
         if self._labeled_x is None:
             raise RuntimeError("the labelled subset is chosen at fit start (on_fit_start) or by check_data")
         size = self.labeled_batch_size or real_extra.shape[0]
@@ -249,42 +245,34 @@ class SemiSupervisedGAN(GAN):
         targets = self._labeled_y.to(self.device)[index]
         _, logits = self.discriminate(self.add_instance_noise(labeled[index]), None)
         ce = F.cross_entropy(logits.float(), targets)
-        self._sup_logs = {
+        logs = {
             "train/sup_loss": ce.detach(),
             "train/sup_acc": (logits.detach().argmax(dim=1) == targets).float().mean(),
         }
-        return {"sup": self.supervised_weight * ce}
+        return LossTerms({"sup": self.supervised_weight * ce}, logs)
 
     def discriminator_step(self, real: Tensor, opt_d: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
         # The real batch's labels are dropped here: only the labelled subset's labels are used.
-        self._last_real = real
-        logs = super().discriminator_step(real, opt_d, None)
-        logs.update(self._sup_logs)
-        return logs
+        return super().discriminator_step(real, opt_d, None)
 
-    def generator_step(self, batch_size: int, opt_g: Any) -> dict[str, Tensor]:
+    def generator_step(self, real: Tensor, opt_g: Any) -> dict[str, Tensor]:
+        """G's update; with feature matching, against ``real``, the last D update's real batch."""
         if self.generator_loss == "adversarial":
-            return super().generator_step(batch_size, opt_g)
+            return super().generator_step(real, opt_g)
         # Feature matching replaces G's adversarial loss, while the hooks can only add terms
         # to it; so this G phase is its own, in the same order (toggle, backward, step).
         with self.optimizer_phase(opt_g):
-            fake = self.generate_fake(self.sample_latent(batch_size), None)
-            loss = self.feature_matching_loss(self.add_instance_noise(fake))
-            g_grad_norm = self.backward_and_step(opt_g, loss, counts_as_step=True)
-        return {
-            "train/g_loss": loss.detach(),
-            "train/g_feature_matching": loss.detach(),
-            "train/g_grad_norm": g_grad_norm,
-        }
+            fake = self.generate_fake(self.sample_latent(real.shape[0]), None)
+            loss = self.feature_matching_loss(real, self.add_instance_noise(fake))
+            return self.generator_update(opt_g, GeneratorLoss(loss, {"feature_matching": loss}))
 
-    def feature_matching_loss(self, fake: Tensor) -> Tensor:
+    def feature_matching_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         """||E f(x_real) - E f(G(z))||² over D's last hidden map, averaged over its entries
-        (Salimans et al. 2016, sec. 3.1); x_real is the last D update's real batch."""
-        if self._last_real is None:
-            raise RuntimeError("feature matching needs a D update's real batch before the first G update")
+        (Salimans et al. 2016, sec. 3.1); ``real`` is the last D update's real batch, whose
+        features are taken without gradient (instance noise added as to every D input)."""
         features = self.discriminator.net.features
         with torch.no_grad():
-            real_mean = features(self.add_instance_noise(self._last_real)).flatten(1).float().mean(dim=0)
+            real_mean = features(self.add_instance_noise(real)).flatten(1).float().mean(dim=0)
         fake_mean = features(fake).flatten(1).float().mean(dim=0)
         return (real_mean - fake_mean).pow(2).mean()
 

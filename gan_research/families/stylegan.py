@@ -33,8 +33,9 @@ import torch
 from torch import Tensor
 
 from gan_research.errors import ConfigError
-from gan_research.families.gan import GAN
+from gan_research.families.gan import GAN, LossTerms
 from gan_research.networks.stylegan import mix_styles, style_groups
+from gan_research.utils.data_spec import DataKind
 
 # Style-mixing grid: sources (columns) and destinations per style group (rows).
 MIXING_SOURCES = 6
@@ -59,6 +60,8 @@ class StyleGAN(GAN):
 
     # G is called through mapping/synthesis, which nn.Module.compile does not reach.
     compilable: tuple[str, ...] = ("discriminator",)
+
+    data_kinds = (DataKind.IMAGES, DataKind.STACKED)
 
     def __init__(
         self,
@@ -104,7 +107,6 @@ class StyleGAN(GAN):
         self.truncation_psi = float(truncation_psi)
         # a of eq. 4, saved in checkpoints so a resumed run keeps its target length.
         self.register_buffer("pl_mean", torch.zeros(()))
-        self._g_batch_size = 0
 
     # ------------------------------------------------------------- mixing
     def mapping_with_mixing(self, z: Tensor) -> Tensor:
@@ -142,19 +144,17 @@ class StyleGAN(GAN):
         """Lazy: at G updates 0, k, 2k, … with k = ``schedule.g_reg_every`` (global_step counts G updates)."""
         return self.pl_weight > 0 and self.global_step % self.schedule.g_reg_every == 0
 
-    def generator_step(self, batch_size: int, opt_g: Any) -> dict[str, Tensor]:
-        self._g_batch_size = batch_size
-        logs = super().generator_step(batch_size, opt_g)
-        if "train/g_pl" in logs:
-            logs["train/pl_mean"] = self.pl_mean.detach().clone()
-        return logs
-
-    def generator_extra_losses(self, fake_extra: Any, fake_condition: Any) -> dict[str, Tensor]:
+    def generator_extra_losses(self, fake: Tensor, fake_extra: Any, fake_condition: Any) -> LossTerms:
+        """The lazy path-length penalty ``pl`` when due, on a batch ``pl_batch_shrink`` times smaller
+        than G's, with the moving average it updated (``train/pl_mean``)."""
         if not self.path_length_due():
-            return {}
-        penalty, _ = self.path_length_penalty(max(1, self._g_batch_size // self.pl_batch_shrink))
+            return LossTerms()
+        penalty, _ = self.path_length_penalty(max(1, fake.shape[0] // self.pl_batch_shrink))
         # × k: the lazy penalty stands for the k updates it skipped (StyleGAN2 sec. 3.1).
-        return {"pl": penalty * self.pl_weight * self.schedule.g_reg_every}
+        return LossTerms(
+            {"pl": penalty * self.pl_weight * self.schedule.g_reg_every},
+            {"train/pl_mean": self.pl_mean.detach().clone()},
+        )
 
     # ------------------------------------------------------------- sampling
     @torch.no_grad()

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset, default_collate
 from gan_research.config import CONFIG_DIR
 from gan_research.data.base import check_positive_int
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError, exit_with_error, user_error_in
+from gan_research.utils.data_spec import DataKind
 from gan_research.utils.images import convert_channels
 from gan_research.utils.safe_config import describe_load_error
 
@@ -304,16 +305,23 @@ def train_classifier(
     one thread and 23 s with two on a busy 2-core machine, same accuracy.
     """
     _check_args(epochs, lr, batch_size, test_fraction, max_shift)
-    name = getattr(datamodule, "name", type(datamodule).__name__)
-    if not getattr(datamodule, "is_image", False) or len(datamodule.sample_shape) != 3:
+    # What the data is comes from its declaration (datamodule.spec), not from its name.
+    spec = datamodule.spec
+    name = spec.name
+    if not spec.is_image or len(spec.sample_shape) != 3:
         raise ConfigError(
-            f"dataset {name!r} is not an image dataset; the domain classifier needs labelled images "
-            "(digits, stacked_digits, mnist, fashion_mnist, cifar10, image_folder with class subfolders)"
+            f"dataset {spec.name!r} is not an image dataset ({spec.kind.describe()}); the domain "
+            "classifier needs labelled images (a dataset that declares classes)"
         )
-    if datamodule.num_classes is None:
+    if spec.num_classes is None:
+        hint = (
+            " (a flat image folder? put each class in its own subfolder of dataset.root)"
+            if spec.kind is DataKind.IMAGES
+            else ""
+        )
         raise ConfigError(
-            f"dataset {name!r} has no labels (a flat image folder?); the domain classifier needs labelled "
-            "images: put each class in its own subfolder of dataset.root"
+            f"dataset {spec.name!r} ({spec.kind.describe()}) has no labels; the domain classifier needs "
+            f"labelled images{hint}"
         )
     channels, image_size, _ = datamodule.sample_shape
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

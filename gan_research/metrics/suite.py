@@ -1,14 +1,15 @@
-"""The metrics of one run, chosen from its dataset: what evaluation during
-training (``callbacks/evaluation.py``) and ``gan-eval`` both compute.
+"""The metrics of a generator, chosen from its dataset's declaration (``datamodule.spec``):
+the evaluator ``conf/metrics/default.yaml`` (and ``inception.yaml``) configure, which evaluation
+during training (``callbacks/evaluation.py``) and ``gan-eval`` both run.
 
-- 2-D mixtures (ring8, grid25): the VEEGAN/PacGAN mode protocol
+- ``DataKind.MIXTURE`` (ring8, grid25): the VEEGAN/PacGAN mode protocol
   (``val/modes_recovered``, ``val/high_quality``, ``val/kl_uniform``).
-- stacked_digits: modes covered out of 1000, counted with the digits classifier
-  on each channel (``val/modes_covered``, ``val/kl_modes``).
-- image datasets: FID, KID, IS, precision/recall, density/coverage and
+- ``DataKind.STACKED`` (stacked_digits): modes covered out of classes ** channels (1000),
+  counted with the domain classifier on each channel (``val/modes_covered``, ``val/kl_modes``).
+- ``DataKind.IMAGES``: FID, KID, IS, precision/recall, density/coverage and
   diversity in one feature space, plus for labelled data the class histogram
   of samples (``val/classes_covered``, ``val/kl_classes``). With a domain
-  classifier every feature-space key carries its name (``val/fid_digits``);
+  classifier (``spec.domain``) every feature-space key carries its name (``val/fid_digits``);
   with Inception it does not (``val/fid``), so nobody mistakes one for the other.
 - class-conditional generators (``sample(n)`` returns ``(images, labels)``, the
   class each image was generated for) on labelled data with the domain
@@ -17,6 +18,9 @@ training (``callbacks/evaluation.py``) and ``gan-eval`` both compute.
   FID (``val/intra_fid_digits``, Miyato & Koyama 2018); see
   ``metrics/conditional.py``. Their per-class values are in
   :attr:`MetricSuite.last_per_class`. Unconditional samplers get neither key.
+
+Translation data (``DataKind.PAIRED``/``UNPAIRED``) is scored by
+:class:`~gan_research.metrics.translation.TranslationMetrics` (``metrics=translation``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -32,13 +36,24 @@ from torch import Tensor, nn
 from gan_research.errors import ConfigError
 from gan_research.metrics.collapse import CollapseDetector, diversity_score
 from gan_research.metrics.conditional import ConditionalClassAccuracy, IntraClassFID
+from gan_research.metrics.evaluator import (
+    FEATURE_NETWORKS,
+    MappedFeatures,
+    describe,
+    domain_classifier,
+    module_device,
+    no_domain_message,
+    require_data_kind,
+    spec_of,
+)
 from gan_research.metrics.fid import FeatureFID, build_metrics, load_or_compute_real_stats, real_stats_path
 from gan_research.metrics.mixture_modes import ClassHistogram, MixtureModes
 from gan_research.metrics.prdc import DensityCoverage, PrecisionRecall
+from gan_research.utils.data_spec import DataKind, DataSpec
 
 log = logging.getLogger(__name__)
 
-FEATURE_NETWORKS = ("auto", "classifier", "inception", "none")
+__all__ = ["FEATURE_NETWORKS", "MetricSuite", "SampleFn"]
 
 # ``sample(n)`` returns n samples, or ``(samples, labels)`` for a class-conditional generator:
 # labels (n,) int64, the class each sample was generated for.
@@ -46,19 +61,19 @@ SampleFn = Callable[[int], Tensor | tuple[Tensor, Tensor]]
 
 
 class MetricSuite:
-    """Builds the metrics that fit a datamodule and evaluates a sampler with them.
+    """The evaluator of generators (see :mod:`gan_research.metrics.evaluator` for the protocol):
+    builds the metrics that fit a datamodule's declaration and evaluates a sampler with them.
 
     Args:
-        datamodule: the run's GANDataModule (``setup`` already called or callable).
         num_samples: generated samples per evaluation (2500 is the mode protocol's).
         num_real: real samples for the real side (default: ``num_samples``).
-        feature_network: ``auto`` (the domain classifier for labelled image data,
+        feature_network: ``auto`` (the dataset's domain classifier when it declares one,
             Inception otherwise), ``classifier``, ``inception`` or ``none``
             (no feature-space metrics).
         kinds: which of fid, kid, is to compute in the feature space.
         prdc: also precision/recall (k=3) and density/coverage (k=5).
         classifier_path: the domain classifier checkpoint (default
-            ``<data_dir>/classifiers/<dataset>_<size>.pt``).
+            ``<data_dir>/classifiers/<domain>_<size>.pt``).
         train_classifier_if_missing: train and save it when the file is missing
             (as ``gan-classifier`` would), instead of failing.
         inception_weights: local InceptionV3 weights (see ``metrics/inception.py``).
@@ -69,9 +84,10 @@ class MetricSuite:
             ``min_diversity``, ``min_modes_fraction``); all null disables the check.
     """
 
+    data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.MIXTURE, DataKind.IMAGES, DataKind.STACKED)
+
     def __init__(
         self,
-        datamodule: Any,
         num_samples: int = 2500,
         num_real: int | None = None,
         feature_network: str = "auto",
@@ -93,8 +109,8 @@ class MetricSuite:
             )
         if num_samples < 2:
             raise ConfigError(f"metrics.num_samples={num_samples} is invalid: expected an int >= 2")
-        self.datamodule = datamodule
-        self.name = str(getattr(datamodule, "name", "data"))
+        self.requested_feature_network = feature_network
+        self.feature_network = feature_network  # resolved against the data by prepare()
         self.num_samples = int(num_samples)
         self.num_real = int(num_real or num_samples)
         self.kinds = tuple(kinds)
@@ -103,12 +119,11 @@ class MetricSuite:
         self.data_dir = Path(data_dir)
         self.kid_subset_size = min(int(kid_subset_size), self.num_samples, self.num_real)
         self.kid_subsets, self.is_splits = int(kid_subsets), int(is_splits)
-        self.kind = self._kind(datamodule)
-        self.feature_network = self._resolve_feature_network(feature_network)
         self.classifier_path = classifier_path
         self.train_classifier_if_missing = train_classifier_if_missing
         self.inception_weights = inception_weights
         self.collapse = dict(collapse or {})
+        self.datamodule: Any = None
         self._built = False
         self._device = torch.device("cpu")
         self.feature_net: nn.Module | None = None
@@ -116,53 +131,73 @@ class MetricSuite:
         self.intra_fid: IntraClassFID | None = None
         self.real_labels: Tensor | None = None
         self.last_per_class: dict[str, list[float]] = {}
+        self.last_collapse_reasons: list[str] = []
         self._warned_unused_labels = False
 
     # ------------------------------------------------------------ choosing
-    @staticmethod
-    def _kind(datamodule: Any) -> str:
-        if hasattr(datamodule, "paired") and hasattr(datamodule, "a_shape"):
-            # Its batches are (domain A, domain B) pairs, not (images, labels).
-            raise ConfigError(
-                f"dataset '{getattr(datamodule, 'name', datamodule)}' holds image pairs for translation; "
-                "its metrics are metrics=translation (L1, PSNR, SSIM, cycle error, FID of translations)"
-            )
-        if getattr(datamodule, "name", None) == "stacked_digits":
-            return "stacked"
-        if hasattr(datamodule, "modes") and tuple(datamodule.sample_shape) == (2,):
-            return "mixture"
-        if len(tuple(datamodule.sample_shape)) == 3:
-            return "image"
-        raise ConfigError(
-            f"no metrics are defined for dataset '{getattr(datamodule, 'name', datamodule)}' with samples of "
-            f"shape {tuple(datamodule.sample_shape)}; use metrics=none"
-        )
+    def feature_network_for(self, spec: DataSpec) -> str:
+        """The feature network this suite uses on ``spec``'s data (``feature_network`` resolved).
 
-    def _resolve_feature_network(self, choice: str) -> str:
-        if self.kind == "mixture":
+        Raises:
+            ConfigError: the data is not of a kind this suite scores, or the choice needs a
+                domain classifier the data does not declare.
+        """
+        require_data_kind(
+            self,
+            spec,
+            "Image-translation data is scored by metrics=translation "
+            "(L1, PSNR, SSIM, cycle error, FID of translations)",
+        )
+        choice = self.requested_feature_network
+        if spec.kind is DataKind.MIXTURE:
             return "none"  # 2-D samples are their own feature space: the mode protocol needs no network
+        if spec.kind is DataKind.STACKED:
+            if spec.domain is None:
+                raise ConfigError(
+                    f"dataset {describe(spec)} declares no domain classifier, so its modes cannot be counted"
+                )
+            if choice == "classifier":
+                # Its domain classifier reads one channel (one digit) at a time: a mode counter, not a
+                # feature space for the stacked images.
+                raise ConfigError(
+                    f"metrics.feature_network=classifier: dataset {describe(spec)} uses its domain "
+                    f"classifier ({spec.domain.name}) per channel, to count modes; it is no feature space "
+                    "for the stacked images. Use metrics.feature_network=inception, none or auto"
+                )
+            return "none" if choice == "auto" else choice
         if choice == "auto":
-            if self.kind == "stacked":
-                return "none"
-            return "classifier" if getattr(self.datamodule, "num_classes", None) else "inception"
+            return "classifier" if spec.domain is not None else "inception"
+        if choice == "classifier" and spec.domain is None:
+            raise ConfigError(
+                no_domain_message(spec, "Use metrics.feature_network=inception (or metrics=none)")
+            )
         return choice
 
     # ------------------------------------------------------------ building
-    def prepare(self) -> None:
-        """Resolve and load feature networks (failing early on missing files) and the real side."""
-        if self._built:
+    def prepare(self, datamodule: Any) -> None:
+        """Bind to ``datamodule`` (its declaration picks the metrics), load the feature networks
+        (failing early on missing files) and compute the real side; again for the same
+        datamodule does nothing."""
+        if self._built and datamodule is self.datamodule:
             return
-        self.datamodule.prepare_data()
-        self.datamodule.setup("fit")
-        if self.kind == "mixture":
-            self.modes = MixtureModes.from_mixture(self.datamodule)
+        spec = spec_of(datamodule)
+        self.feature_network = self.feature_network_for(spec)
+        self.datamodule, self.spec, self.kind, self.name = datamodule, spec, spec.kind, spec.name
+        self.feature_net, self.suffix = None, ""
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        if self.kind is DataKind.MIXTURE:
+            self.modes = MixtureModes.from_mixture(datamodule)
             detector_modes = self.modes.num_modes
-        elif self.kind == "stacked":
-            self.mode_classifier = self._load_classifier(dataset="digits", image_size=self._image_size)
-            self.stacked_modes = ClassHistogram(1000)
-            detector_modes = 1000
+        elif self.kind is DataKind.STACKED:
+            assert spec.domain is not None  # feature_network_for refused a stacked dataset without one
+            self.mode_classifier = self._domain_classifier()
+            self.view = spec.domain.view
+            # Each channel is one of the classifier's classes: classes ** channels modes (10^3).
+            detector_modes = int(self.mode_classifier.num_classes) ** int(spec.channels or 1)
+            self.stacked_modes = ClassHistogram(detector_modes)
         else:
-            detector_modes = getattr(self.datamodule, "num_classes", None)
+            detector_modes = spec.num_classes
         if self.feature_network != "none":
             self.feature_net = self._build_feature_net()
             self._build_feature_metrics()
@@ -172,44 +207,31 @@ class MetricSuite:
             min_modes_fraction=self.collapse.get("min_modes_fraction"),
             num_modes=detector_modes if self.collapse.get("min_modes_fraction") is not None else None,
         )
+        self._device = torch.device("cpu")
         self._built = True
 
     @property
     def _image_size(self) -> int:
-        return int(self.datamodule.sample_shape[-1])
+        return int(self.spec.sample_shape[-1])
 
-    def _load_classifier(self, dataset: str, image_size: int) -> nn.Module:
-        from gan_research.metrics.classifier import (
-            default_classifier_path,
-            load_classifier,
-            save_classifier,
-            train_classifier,
+    def _domain_classifier(self) -> nn.Module:
+        assert self.spec.domain is not None
+        return domain_classifier(
+            self.spec.domain,
+            self._image_size,
+            data_dir=self.data_dir,
+            classifier_path=self.classifier_path,
+            train_if_missing=self.train_classifier_if_missing,
         )
-
-        path = Path(self.classifier_path or default_classifier_path(self.data_dir, dataset, image_size))
-        if not path.is_file() and self.train_classifier_if_missing:
-            if dataset != self.name:
-                from gan_research.data.digits import DigitsDataModule
-
-                source = DigitsDataModule(image_size=image_size)
-            else:
-                source = self.datamodule
-            log.info("training the %s domain classifier once; it is cached at %s", dataset, path)
-            model, accuracy = train_classifier(source)
-            save_classifier(model, path, accuracy, dataset)
-        return load_classifier(path, dataset=dataset)
 
     def _build_feature_net(self) -> nn.Module:
         if self.feature_network == "inception":
             from gan_research.metrics.inception import InceptionFeatures
 
             return InceptionFeatures(self.inception_weights)
-        if not getattr(self.datamodule, "num_classes", None):
-            raise ConfigError(
-                f"metrics.feature_network=classifier needs labelled data; dataset '{self.name}' has no "
-                "labels. Use metrics.feature_network=inception (or metrics=none)"
-            )
-        return self._load_classifier(dataset=self.name, image_size=self._image_size)
+        assert self.spec.domain is not None  # feature_network_for refused classifier without a domain
+        # The domain's view maps real and generated images alike: one fixed feature space.
+        return MappedFeatures(self._domain_classifier(), self.spec.domain.view)
 
     def _build_feature_metrics(self) -> None:
         net = self.feature_net
@@ -313,8 +335,32 @@ class MetricSuite:
             f"sample(n) must return a Tensor of samples or a (samples, labels) pair, got {type(out).__name__}"
         )
 
+    def evaluate(self, module: Any, world_size: int = 1) -> dict[str, float]:
+        """The metrics of ``module``'s samples (``sample_for_evaluation(n)``: images, or
+        ``(images, labels)`` from a class-conditional family), on the EMA generator when there is
+        one (``sampling_generator``), in eval mode. Under DDP each of ``world_size`` processes
+        generates its share; the metrics' states are synced by torchmetrics."""
+        generator = getattr(module, "sampling_generator", None)
+        was_training = generator.training if isinstance(generator, nn.Module) else None
+        if isinstance(generator, nn.Module):
+            generator.eval()
+        try:
+            return self.evaluate_sampler(
+                lambda n: module.sample_for_evaluation(max(1, n // world_size)), module_device(module)
+            )
+        finally:
+            if isinstance(generator, nn.Module) and was_training is not None:
+                generator.train(was_training)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``gan-eval`` records beside the metrics."""
+        out: dict[str, Any] = {"num_samples": self.num_samples, "feature_network": self.feature_network}
+        if self.last_per_class:
+            out["per_class"] = self.last_per_class
+        return out
+
     @torch.no_grad()
-    def evaluate(self, sample: SampleFn, device: torch.device | str = "cpu") -> dict[str, float]:
+    def evaluate_sampler(self, sample: SampleFn, device: torch.device | str = "cpu") -> dict[str, float]:
         """Generate ``num_samples`` samples with ``sample(n)`` and return every metric as floats.
 
         ``sample(n)`` returns the samples, or ``(samples, labels)`` for a class-conditional
@@ -323,7 +369,8 @@ class MetricSuite:
         ``val/class_accuracy<suffix>`` and ``val/intra_fid<suffix>``, and
         :attr:`last_per_class` their per-class values (``{}`` otherwise).
         """
-        self.prepare()
+        if not self._built:
+            raise RuntimeError("MetricSuite.prepare(datamodule) must run before an evaluation")
         self._to(torch.device(device))
         results: dict[str, float] = {}
         self.last_per_class = {}
@@ -342,12 +389,13 @@ class MetricSuite:
             elif conditional != (labels is not None):
                 raise ValueError("sample(n) returned labels for some batches but not for others")
             remaining -= n
-            if self.kind == "mixture":
+            if self.kind is DataKind.MIXTURE:
                 self.modes.update(x)
-            if self.kind == "stacked":
+            if self.kind is DataKind.STACKED:
                 from gan_research.metrics.classifier import count_stacked_modes
 
-                self.stacked_modes.update(count_stacked_modes(self.mode_classifier, x.clamp(-1, 1)))
+                modes = count_stacked_modes(self.mode_classifier, self.view(x.clamp(-1, 1)))
+                self.stacked_modes.update(modes)
             if self.feature_net is not None:
                 x = x.clamp(-1, 1)
                 for key, metric in self.metrics.items():
@@ -366,11 +414,11 @@ class MetricSuite:
                         self.class_accuracy.update(logits, labels)
                         if self.intra_fid is not None:
                             self.intra_fid.update(features, labels)
-        if self.kind == "mixture":
+        if self.kind is DataKind.MIXTURE:
             r = self.modes.compute()
             results.update({f"val/{k}": float(v) for k, v in r.items() if k != "num_samples"})
             self.modes.reset()
-        if self.kind == "stacked":
+        if self.kind is DataKind.STACKED:
             r = self.stacked_modes.compute()
             results["val/modes_covered"] = float(r["classes_covered"])
             results["val/kl_modes"] = float(r["kl_to_data"])
@@ -463,8 +511,8 @@ class MetricSuite:
                 self.intra_fid,
             )
             mods += [m for m in optional if m is not None]
-        if self.kind == "mixture":
+        if self.kind is DataKind.MIXTURE:
             mods.append(self.modes)
-        if self.kind == "stacked":
+        if self.kind is DataKind.STACKED:
             mods += [self.mode_classifier, self.stacked_modes]
         return mods

@@ -1,6 +1,6 @@
 """Metrics of image-to-image translation on a dataset's validation pairs (pix2pix, CycleGAN).
 
-- Paired data (``datamodule.paired``): how close G(a) is to the target b.
+- Paired data (``spec.kind`` is ``DataKind.PAIRED``): how close G(a) is to the target b.
   ``val/l1``: mean absolute error per pixel in [-1, 1] units (the L1 term of pix2pix's
   eq. 4, as trained); ``val/psnr`` (dB) and ``val/ssim`` (Wang et al. 2004, Gaussian
   window 11, σ 1.5, k1 0.01, k2 0.03), torchmetrics' implementations on images mapped
@@ -12,9 +12,10 @@
   mean |F(G(a)) - a| and ``val/cycle_l1_b`` = mean |G(F(b)) - b|, per pixel.
 - FID of translated validation inputs against the real target-domain validation images
   (Heusel et al. 2017) in a feature space, with :class:`~gan_research.metrics.fid.FeatureFID`
-  (float64): ``val/fid`` with Inception, ``val/fid_digits`` with the digits domain
-  classifier. ``feature_network="auto"`` picks the classifier when the target domain is
-  digits (see :data:`DIGIT_TARGETS`), Inception otherwise; ``none`` skips FID.
+  (float64): ``val/fid`` with Inception, ``val/fid_<domain>`` (``val/fid_digits``) with the
+  domain classifier the dataset declares (``spec.domain``; its ``view`` maps target images into
+  the classifier's input, the same map for real and translated images). ``feature_network="auto"``
+  picks that classifier when the dataset declares one, Inception otherwise; ``none`` skips FID.
 
 Every process evaluates the whole validation split (tens to hundreds of pairs), so no
 metric needs a cross-process sync and every rank gets the same numbers.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -33,30 +34,29 @@ from torchmetrics import Metric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from gan_research.errors import ConfigError, DataError
+from gan_research.metrics.evaluator import (
+    FEATURE_NETWORKS,
+    MappedFeatures,
+    domain_classifier,
+    module_device,
+    no_domain_message,
+    require_data_kind,
+    spec_of,
+)
 from gan_research.metrics.fid import FeatureFID, metric_key
+from gan_research.utils.data_spec import DataKind, DataSpec
 
 log = logging.getLogger(__name__)
 
-FEATURE_NETWORKS = ("auto", "classifier", "inception", "none")
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-def _invert(x: Tensor) -> Tensor:
-    return -x
-
-
-#: Datasets whose target domain B is digits, and the map that turns a B image into a digit
-#: as the digits classifier was trained on them. digits_edges: B is the digit itself.
-#: digits_inverted: B is the inverted digit (-x in [-1, 1]), so the classifier sees -x; the
-#: same map is applied to the real and the translated images, a fixed feature map
-#: φ(x) = classifier(-x), so the FID is a proper distance in that feature space.
-DIGIT_TARGETS: dict[str, Callable[[Tensor], Tensor]] = {
-    "digits_edges": _identity,
-    "digits_inverted": _invert,
-}
+__all__ = [
+    "FEATURE_NETWORKS",
+    "MappedFeatures",
+    "MeanAbsoluteError",
+    "TranslationMetrics",
+    "psnr_metric",
+    "ssim_metric",
+    "to_unit_range",
+]
 
 
 class MeanAbsoluteError(Metric):
@@ -103,38 +103,26 @@ def ssim_metric() -> StructuralSimilarityIndexMeasure:
     return StructuralSimilarityIndexMeasure(data_range=1.0, sigma=1.5, sync_on_compute=False)
 
 
-class MappedFeatures(nn.Module):
-    """A feature network applied after a fixed image map (``net(fn(x))``); keeps its name."""
-
-    def __init__(self, net: nn.Module, fn: Callable[[Tensor], Tensor]) -> None:
-        super().__init__()
-        self.net, self.fn = net, fn
-        self.name: str = net.name
-        self.num_features: int = net.num_features
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.fn(x))
-
-
 class TranslationMetrics:
-    """L1/PSNR/SSIM, cycle errors and FID of a translator over a datamodule's validation pairs.
+    """The evaluator of translators (see :mod:`gan_research.metrics.evaluator` for the protocol):
+    L1/PSNR/SSIM, cycle errors and FID over a translation datamodule's validation pairs.
 
     Args:
-        datamodule: a translation datamodule (``paired``, ``val_dataloader()`` of ``(a, b)``).
         num_samples: validation pairs to use (None: all of them, in the datamodule's order).
-        feature_network: FID's feature space: ``auto``, ``classifier`` (digits targets only),
-            ``inception`` or ``none``.
-        classifier_path: the digits classifier checkpoint (default
-            ``<data_dir>/classifiers/digits_<size>.pt``, shared with the other metrics).
+        feature_network: FID's feature space: ``auto``, ``classifier`` (data that declares a
+            domain classifier), ``inception`` or ``none``.
+        classifier_path: the domain classifier checkpoint (default
+            ``<data_dir>/classifiers/<domain>_<size>.pt``, shared with the other metrics).
         train_classifier_if_missing: train and cache it when missing (as ``gan-classifier``).
         inception_weights: local InceptionV3 weights (see ``metrics/inception.py``).
         data_dir: root of the classifier cache.
         batch_size: pairs per forward pass.
     """
 
+    data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.PAIRED, DataKind.UNPAIRED)
+
     def __init__(
         self,
-        datamodule: Any,
         num_samples: int | None = None,
         feature_network: str = "auto",
         classifier_path: str | None = None,
@@ -151,39 +139,47 @@ class TranslationMetrics:
             raise ConfigError(f"metrics.num_samples={num_samples!r} is invalid: expected null or an int >= 2")
         if int(batch_size) < 1:
             raise ConfigError(f"metrics.batch_size={batch_size!r} is invalid: expected an int >= 1")
-        self.datamodule = datamodule
-        self.name = str(getattr(datamodule, "name", type(datamodule).__name__))
         self.num_samples = None if num_samples is None else int(num_samples)
         self.classifier_path = classifier_path
         self.train_classifier_if_missing = train_classifier_if_missing
         self.inception_weights = inception_weights
         self.data_dir = Path(data_dir)
         self.batch_size = int(batch_size)
-        self.feature_network = self._resolve(feature_network)
-        self.paired = bool(getattr(datamodule, "paired", False))
+        self.requested_feature_network = feature_network
+        self.feature_network = feature_network  # resolved against the data by prepare()
+        self.datamodule: Any = None
         self.fid: FeatureFID | None = None
         self.fid_key: str | None = None
+        self.last_collapse_reasons: list[str] = []  # translations have no collapse check
         self._built = False
 
-    def _resolve(self, choice: str) -> str:
-        digits = self.name in DIGIT_TARGETS
+    def feature_network_for(self, spec: DataSpec) -> str:
+        """The feature network FID uses on ``spec``'s data (``feature_network`` resolved).
+
+        Raises:
+            ConfigError: the data is not translation data, or the choice needs a domain
+                classifier the data does not declare.
+        """
+        require_data_kind(self, spec, "Its metrics are metrics=default (or metrics=inception)")
+        choice = self.requested_feature_network
         if choice == "auto":
-            return "classifier" if digits else "inception"
-        if choice == "classifier" and not digits:
-            raise ConfigError(
-                f"metrics.feature_network=classifier needs a target domain with a domain classifier "
-                f"(datasets {sorted(DIGIT_TARGETS)}); dataset '{self.name}' has none. "
-                "Use metrics.feature_network=inception or none"
-            )
+            return "classifier" if spec.domain is not None else "inception"
+        if choice == "classifier" and spec.domain is None:
+            raise ConfigError(no_domain_message(spec, "Use metrics.feature_network=inception or none"))
         return choice
 
     # ------------------------------------------------------------ building
-    def prepare(self) -> None:
-        """Read the validation pairs and build the metrics (failing early on a missing feature network)."""
-        if self._built:
+    def prepare(self, datamodule: Any) -> None:
+        """Bind to ``datamodule``, read its validation pairs and build the metrics (failing early
+        on a missing feature network); again for the same datamodule does nothing."""
+        if self._built and datamodule is self.datamodule:
             return
-        self.datamodule.prepare_data()
-        self.datamodule.setup("fit")
+        spec = spec_of(datamodule)
+        self.feature_network = self.feature_network_for(spec)
+        self.datamodule, self.spec, self.name = datamodule, spec, spec.name
+        self.paired = spec.kind is DataKind.PAIRED
+        datamodule.prepare_data()
+        datamodule.setup("fit")
         self.a, self.b = self._pairs()
         size = int(self.b.shape[-1])
         self.l1 = MeanAbsoluteError(sync_on_compute=False)
@@ -191,6 +187,7 @@ class TranslationMetrics:
         self.ssim = ssim_metric()
         self.cycle_l1 = MeanAbsoluteError(sync_on_compute=False)
         self.cycle_l1_b = MeanAbsoluteError(sync_on_compute=False)
+        self.fid, self.fid_key = None, None
         if self.feature_network != "none":
             net = self._feature_net(size)
             self.fid = FeatureFID(net, sync_on_compute=False)
@@ -226,25 +223,18 @@ class TranslationMetrics:
             from gan_research.metrics.inception import InceptionFeatures
 
             return InceptionFeatures(self.inception_weights)
-        return MappedFeatures(self._digits_classifier(image_size), DIGIT_TARGETS[self.name])
-
-    def _digits_classifier(self, image_size: int) -> nn.Module:
-        """The digits domain classifier at this size, trained once and cached as ``MetricSuite``'s."""
-        from gan_research.metrics.classifier import (
-            default_classifier_path,
-            load_classifier,
-            save_classifier,
-            train_classifier,
+        domain = self.spec.domain
+        assert domain is not None  # feature_network_for refused classifier without a domain
+        net = domain_classifier(
+            domain,
+            image_size,
+            data_dir=self.data_dir,
+            classifier_path=self.classifier_path,
+            train_if_missing=self.train_classifier_if_missing,
         )
-
-        path = Path(self.classifier_path or default_classifier_path(self.data_dir, "digits", image_size))
-        if not path.is_file() and self.train_classifier_if_missing:
-            from gan_research.data.digits import DigitsDataModule
-
-            log.info("training the digits domain classifier once; it is cached at %s", path)
-            model, accuracy = train_classifier(DigitsDataModule(image_size=image_size))
-            save_classifier(model, path, accuracy, "digits")
-        return load_classifier(path, dataset="digits")
+        # The view maps the target images into the classifier's input (-x for inverted digits),
+        # the same map for real and translated images: one fixed feature space.
+        return MappedFeatures(net, domain.view)
 
     def to(self, device: torch.device | str) -> TranslationMetrics:
         for m in (self.l1, self.psnr, self.ssim, self.cycle_l1, self.cycle_l1_b, self.fid):
@@ -253,8 +243,20 @@ class TranslationMetrics:
         return self
 
     # ------------------------------------------------------------ evaluating
+    def evaluate(self, module: Any, world_size: int = 1) -> dict[str, float]:
+        """The metrics of ``module.translate`` (A → B), plus the cycle errors when the family
+        translates back (``translate_back``, CycleGAN). Both run the sampling generators in eval
+        mode. Every process scores the whole validation split, so ``world_size`` changes nothing."""
+        return self.evaluate_translator(
+            module.translate, getattr(module, "translate_back", None), module_device(module)
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What ``gan-eval`` records beside the metrics."""
+        return {"num_samples": len(self.a), "feature_network": self.feature_network}
+
     @torch.no_grad()
-    def evaluate(
+    def evaluate_translator(
         self,
         translate: Callable[[Tensor], Tensor],
         translate_back: Callable[[Tensor], Tensor] | None = None,
@@ -262,7 +264,8 @@ class TranslationMetrics:
     ) -> dict[str, float]:
         """Translate every validation input with ``translate`` (A → B, images in [-1, 1]) and
         return the metrics as floats; ``translate_back`` (B → A) adds the cycle errors."""
-        self.prepare()
+        if not self._built:
+            raise RuntimeError("TranslationMetrics.prepare(datamodule) must run before an evaluation")
         self.to(device)
         for m in (self.l1, self.psnr, self.ssim, self.cycle_l1, self.cycle_l1_b, self.fid):
             if m is not None:

@@ -23,6 +23,7 @@ from gan_research.networks.pairs import DiscriminatorPair, TranslationPair
 from gan_research.networks.patchgan import PatchGANDiscriminator
 from gan_research.networks.resnet_generator import ResnetGenerator
 from gan_research.train import build, train
+from gan_research.utils.data_spec import DataKind, DataSpec
 from gan_research.utils.jsonl_logger import read_records
 
 SIZE = 8
@@ -99,15 +100,21 @@ class Pairs(pl.LightningDataModule):
         self.batch_size = batch_size
         self.a_shape = (channels_a, SIZE, SIZE)
         self.b_shape = self.sample_shape = (channels_b, SIZE, SIZE)
+        # What the family reads: the declaration every datamodule has.
+        self.spec = DataSpec(
+            self.name,
+            DataKind.UNPAIRED,
+            self.b_shape,
+            channels=channels_b,
+            image_size=SIZE,
+            channels_a=channels_a,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(drop_last=False)
-
-    def first_validation_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.a[:n], self.b[:n]
 
     def _loader(self, drop_last: bool) -> DataLoader:
         # Its own generator, as GANDataModule's: iterating does not draw from the global RNG.
@@ -476,8 +483,11 @@ def test_fixed_batch_taken_at_fit_start_and_samples_for_evaluation():
     rng = torch.get_rng_state()
     fit(model, data, steps=1)
     assert torch.equal(model.fixed_a, data.a[:3]) and torch.equal(model.fixed_b, data.b[:3])
-    samples = model.sample_for_evaluation(6)  # more than the 4 validation images: repeated
+    # (input, output, target); more than the 4 validation pairs: repeated.
+    inputs, samples, targets = model.sample_for_evaluation(6)
     assert samples.shape == (6, 1, SIZE, SIZE)
+    torch.testing.assert_close(inputs, torch.cat([data.a, data.a[:2]]))
+    torch.testing.assert_close(targets, torch.cat([data.b, data.b[:2]]))
     torch.testing.assert_close(samples[4:], samples[:2])
     torch.testing.assert_close(samples[:4], model.translate(data.a))
     assert rng.shape == torch.get_rng_state().shape
@@ -511,7 +521,7 @@ def test_check_data_errors(make_cfg):
     from gan_research.data.digits import DigitsDataModule
 
     model = make_module()
-    with pytest.raises(ConfigError, match="unpaired_folder, digits_inverted, paired_folder, digits_edges"):
+    with pytest.raises(ConfigError, match=r"CycleGAN learns from paired .* or unpaired .*'digits' is images"):
         model.check_data(DigitsDataModule(image_size=SIZE))
     with pytest.raises(ConfigError, match="has domains A"):
         model.check_data(Pairs(channels_b=3))

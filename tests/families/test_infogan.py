@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from gan_research.errors import ConfigError
 from gan_research.families.infogan import GRID_LATENTS, TRAVERSAL_STEPS, InfoGAN
 from gan_research.train import build, train
+from gan_research.utils.data_spec import DataKind, DataSpec
 
 # Tiny InfoGAN on 16x16 digits: the paper's codes (one 10-way categorical, 2 continuous).
 TINY_INFOGAN = (
@@ -152,7 +153,8 @@ def test_dataset_labels_are_never_used(make_cfg):
 
 def test_unlabelled_datasets_are_accepted(make_cfg):
     model = build(make_cfg(*TINY_INFOGAN))["model"]
-    model.check_data(SimpleNamespace(name="folder", sample_shape=(1, 16, 16), num_classes=None))
+    spec = DataSpec("folder", DataKind.IMAGES, (1, 16, 16), num_classes=None, channels=1, image_size=16)
+    model.check_data(SimpleNamespace(spec=spec))
 
 
 def test_codes_follow_the_prior_and_are_drawn_per_process_from_the_global_batch(make_cfg):

@@ -189,8 +189,10 @@ def test_grid_rows_are_input_output_target(make_cfg):
         assert torch.equal(grid[3 * i], a[i])
         assert torch.allclose(grid[3 * i + 1], out[i])
         assert torch.equal(grid[3 * i + 2], b[i])
-    # Translation and evaluation samples come from the validation inputs.
-    assert torch.allclose(model.sample_for_evaluation(3), out[:3])
+    # Evaluation samples are (input, output, target) of the first validation pairs.
+    inputs, outputs, targets = model.sample_for_evaluation(3)
+    assert torch.equal(inputs, a[:3]) and torch.equal(targets, b[:3])
+    assert torch.allclose(outputs, out[:3])
 
 
 def test_grid_repeats_grey_images_to_rgb_when_the_domains_differ(make_cfg):
@@ -204,7 +206,9 @@ def test_grid_repeats_grey_images_to_rgb_when_the_domains_differ(make_cfg):
 
 
 def test_unpaired_dataset_is_refused(make_cfg):
-    with pytest.raises(ConfigError, match=r"digits_inverted.*paired_folder, digits_edges"):
+    with pytest.raises(
+        ConfigError, match=r"'digits_inverted' is unpaired.*paired .*: digits_edges, paired_folder"
+    ):
         build(make_cfg(*P2P, "dataset=digits_inverted"))
 
 

@@ -226,9 +226,10 @@ def test_drift_term_is_logged_and_weighted(make_cfg) -> None:
     cfg = make_cfg(*tiny(*growth_overrides(), "schedule.max_steps=1"))
     model = instantiate(cfg.model)
     scores = torch.tensor([2.0, -2.0])
-    assert model.discriminator_extra_losses(scores, None, None, None)["drift"].item() == pytest.approx(0.004)
+    terms = model.discriminator_extra_losses(scores, None, None, None)
+    assert terms.losses["drift"].item() == pytest.approx(0.004)
     model.drift_weight = 0.0
-    assert model.discriminator_extra_losses(scores, None, None, None) == {}
+    assert model.discriminator_extra_losses(scores, None, None, None).losses == {}
 
 
 # ---------------------------------------------------------------- resume, experiment

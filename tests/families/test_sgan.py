@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from gan_research.errors import ConfigError
 from gan_research.families.sgan import SemiSupervisedGAN, select_labeled
 from gan_research.train import build, train
+from gan_research.utils.data_spec import DataKind, DataSpec
 from gan_research.utils.jsonl_logger import read_records
 
 # Tiny SGAN on 16x16 digits with a fifth of each class held out (1438 training digits).
@@ -101,9 +102,9 @@ def test_step_trains_both_networks_and_logs_the_supervised_loss(make_cfg, monkey
     d_changed_in_g_step = []
     original = SemiSupervisedGAN.generator_step
 
-    def spy(self, batch_size, opt_g):
+    def spy(self, real, opt_g):
         before = params(self.discriminator)
-        out = original(self, batch_size, opt_g)
+        out = original(self, real, opt_g)
         d_changed_in_g_step.append(changed(before, self.discriminator))
         return out
 
@@ -121,12 +122,10 @@ def test_feature_matching_loss_matches_the_mean_features(make_cfg):
     model = build(make_cfg(*TINY_SGAN))["model"]
     torch.manual_seed(0)
     real, fake = torch.randn(8, 1, 16, 16), torch.randn(8, 1, 16, 16)
-    model._last_real = real
     features = model.discriminator.net.features
     expected = (features(real).flatten(1).mean(0) - features(fake).flatten(1).mean(0)).pow(2).mean()
-    assert model.feature_matching_loss(fake).item() == pytest.approx(expected.item(), rel=1e-5)
-    model._last_real = fake
-    assert model.feature_matching_loss(fake).item() == pytest.approx(0.0, abs=1e-10)
+    assert model.feature_matching_loss(real, fake).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model.feature_matching_loss(fake, fake).item() == pytest.approx(0.0, abs=1e-10)
 
 
 def test_test_accuracy_is_reported_and_is_the_accuracy_on_the_test_set(make_cfg):
@@ -173,7 +172,8 @@ def test_config_errors_name_the_value(make_cfg, overrides, message):
 
 def test_unlabelled_data_is_a_config_error(make_cfg):
     model = build(make_cfg(*TINY_SGAN))["model"]
-    folder = SimpleNamespace(name="image_folder", sample_shape=(1, 16, 16), num_classes=None)
+    spec = DataSpec("image_folder", DataKind.IMAGES, (1, 16, 16), num_classes=None, channels=1, image_size=16)
+    folder = SimpleNamespace(spec=spec)
     with pytest.raises(ConfigError, match=r"dataset 'image_folder' has no labels"):
         model.check_data(folder)
 

@@ -20,6 +20,7 @@ from gan_research.errors import ConfigError
 from gan_research.evaluate import evaluate_checkpoint
 from gan_research.metrics.conditional import ConditionalClassAccuracy, IntraClassFID
 from gan_research.metrics.suite import MetricSuite
+from gan_research.utils.data_spec import DataKind, DataSpec, Domain
 from gan_research.utils.safe_config import ALLOWED_TARGET_PREFIXES
 
 # --------------------------------------------------------------------------- class accuracy
@@ -225,6 +226,12 @@ class TinyLabelled:
     sample_shape = (1, SIDE, SIDE)
     num_classes = K
 
+    @property
+    def spec(self) -> DataSpec:
+        # Labelled images are their own domain, as GANDataModule declares them.
+        domain = Domain("toy", labelled_data=lambda size: self)
+        return DataSpec("toy", DataKind.IMAGES, self.sample_shape, K, 1, SIDE, domain=domain)
+
     def __init__(self) -> None:
         y = torch.arange(K).repeat(PER_CLASS)
         self.train_set = SimpleNamespace(x=_class_images(y, seed=0), y=y)
@@ -270,16 +277,14 @@ CONDITIONAL_KEYS = {"val/class_accuracy_toy", "val/intra_fid_toy"}
 
 @pytest.fixture
 def oracle_suite(tmp_path: Path) -> OracleSuite:
-    suite = OracleSuite(
-        TinyLabelled(), num_samples=400, kinds=("fid",), prdc=False, data_dir=str(tmp_path), batch_size=100
-    )
-    suite.prepare()
+    suite = OracleSuite(num_samples=400, kinds=("fid",), prdc=False, data_dir=str(tmp_path), batch_size=100)
+    suite.prepare(TinyLabelled())
     return suite
 
 
 def test_suite_tells_a_class_swapped_generator_from_a_correct_one(oracle_suite: OracleSuite) -> None:
-    good = oracle_suite.evaluate(conditional_sampler(seed=1))
-    swapped = oracle_suite.evaluate(conditional_sampler(seed=1, label_offset=1))
+    good = oracle_suite.evaluate_sampler(conditional_sampler(seed=1))
+    swapped = oracle_suite.evaluate_sampler(conditional_sampler(seed=1, label_offset=1))
     assert set(good) == set(swapped) == UNCONDITIONAL_KEYS | CONDITIONAL_KEYS
     assert good["val/class_accuracy_toy"] == 1.0
     assert swapped["val/class_accuracy_toy"] == 0.0
@@ -294,11 +299,11 @@ def test_suite_tells_a_class_swapped_generator_from_a_correct_one(oracle_suite: 
 
 def test_unconditional_samplers_get_no_conditional_keys(oracle_suite: OracleSuite) -> None:
     conditional = conditional_sampler(seed=1)
-    plain = oracle_suite.evaluate(lambda n: conditional(n)[0])
+    plain = oracle_suite.evaluate_sampler(lambda n: conditional(n)[0])
     assert set(plain) == UNCONDITIONAL_KEYS
     assert oracle_suite.last_per_class == {}
     # The conditional metrics were not fed meanwhile: a later conditional evaluation is unaffected.
-    assert oracle_suite.evaluate(conditional_sampler(seed=1))["val/class_accuracy_toy"] == 1.0
+    assert oracle_suite.evaluate_sampler(conditional_sampler(seed=1))["val/class_accuracy_toy"] == 1.0
 
 
 def test_suite_refuses_inconsistent_samplers(oracle_suite: OracleSuite) -> None:
@@ -310,11 +315,11 @@ def test_suite_refuses_inconsistent_samplers(oracle_suite: OracleSuite) -> None:
         return conditional(n) if calls["n"] == 1 else conditional(n)[0]
 
     with pytest.raises(ValueError, match="some batches"):
-        oracle_suite.evaluate(flaky)
+        oracle_suite.evaluate_sampler(flaky)
+    small = OracleSuite(num_samples=100, kinds=("fid",), prdc=False, data_dir=oracle_suite.data_dir)
+    small.prepare(TinyLabelled())
     with pytest.raises(ValueError, match="integer class indices"):
-        OracleSuite(
-            TinyLabelled(), num_samples=100, kinds=("fid",), prdc=False, data_dir=oracle_suite.data_dir
-        ).evaluate(lambda n: (torch.zeros(n, 1, SIDE, SIDE), torch.zeros(n, 2, dtype=torch.long)))
+        small.evaluate_sampler(lambda n: (torch.zeros(n, 1, SIDE, SIDE), torch.zeros(n, 2, dtype=torch.long)))
 
 
 def test_suite_names_small_classes(oracle_suite: OracleSuite) -> None:
@@ -323,9 +328,9 @@ def test_suite_names_small_classes(oracle_suite: OracleSuite) -> None:
         return _class_images(labels, seed=5), labels
 
     with pytest.raises(ConfigError, match=r"class 1: 100 real, 0 generated"):
-        oracle_suite.evaluate(only_class_0)
+        oracle_suite.evaluate_sampler(only_class_0)
     # The failed evaluation left no generated samples behind.
-    assert oracle_suite.evaluate(conditional_sampler(seed=1))["val/intra_fid_toy"] < 0.05
+    assert oracle_suite.evaluate_sampler(conditional_sampler(seed=1))["val/intra_fid_toy"] < 0.05
 
 
 def test_callback_asks_each_process_for_its_share(oracle_suite: OracleSuite) -> None:
@@ -340,8 +345,7 @@ def test_callback_asks_each_process_for_its_share(oracle_suite: OracleSuite) -> 
             asked.append(n)
             return conditional(n)
 
-    callback = Evaluation(every_n_steps=0)
-    callback.suite = oracle_suite
+    callback = Evaluation(oracle_suite, every_n_steps=0)
     trainer = SimpleNamespace(global_step=5, world_size=2, loggers=[], callback_metrics={}, should_stop=False)
     results = callback.evaluate(trainer, Module())
     assert asked == [50, 50, 50, 50]  # num_samples 400 in batches of 100, half per process
@@ -389,11 +393,14 @@ def test_gan_eval_reports_conditional_metrics_only_for_conditional_models(
         {
             "_target_": "x",
             "every_n_steps": 1,
-            "num_samples": 400,
-            "kinds": ["fid"],
-            "prdc": False,
-            "batch_size": 100,
-            "data_dir": str(tmp_path / "data"),
+            "evaluator": {
+                "_target_": "gan_research.metrics.suite.MetricSuite",
+                "num_samples": 400,
+                "kinds": ["fid"],
+                "prdc": False,
+                "batch_size": 100,
+                "data_dir": str(tmp_path / "data"),
+            },
         }
     )
     # The fabricated run's model lives in this test module: allow it beside the project's targets.

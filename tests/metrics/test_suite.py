@@ -10,12 +10,16 @@ import torch
 from omegaconf import OmegaConf
 
 from gan_research.data.digits import DigitsDataModule
-from gan_research.data.mixtures import RingMixture
-from gan_research.errors import CheckpointError
+from gan_research.data.mixtures import GaussianMixture2D, RingMixture
+from gan_research.data.stacked_digits import StackedDigitsDataModule
+from gan_research.data.translation import DigitsEdgesDataModule
+from gan_research.errors import CheckpointError, ConfigError
 from gan_research.evaluate import evaluate_checkpoint
+from gan_research.metrics.classifier import DomainClassifier, save_classifier
 from gan_research.metrics.inception import InceptionWeightsError
 from gan_research.metrics.suite import MetricSuite
 from gan_research.train import train
+from gan_research.utils.data_spec import DataKind
 from gan_research.utils.jsonl_logger import read_records
 
 
@@ -32,16 +36,16 @@ def real_sampler(x: torch.Tensor):
 
 def test_mixture_suite_on_real_and_collapsed_samplers():
     dm = RingMixture(num_samples=5000, seed=0)
-    suite = MetricSuite(dm, collapse={"min_modes_fraction": 0.5})
-    suite.prepare()
-    good = suite.evaluate(real_sampler(dm.train_set.x))
+    suite = MetricSuite(collapse={"min_modes_fraction": 0.5})
+    suite.prepare(dm)
+    good = suite.evaluate_sampler(real_sampler(dm.train_set.x))
     assert good["val/modes_recovered"] == 8
     # P(‖x − μ‖ ≤ 3σ) for a 2-D Gaussian is 1 − exp(−9/2) ≈ 98.89%.
     assert good["val/high_quality"] == pytest.approx(98.89, abs=0.5)
     assert good["val/kl_uniform"] < 0.01
     assert good["val/collapse"] == 0.0
     one_mode = dm.modes[0].expand(2500, 2).clone()
-    bad = suite.evaluate(lambda n: one_mode[:n])
+    bad = suite.evaluate_sampler(lambda n: one_mode[:n])
     assert bad["val/modes_recovered"] == 1
     assert bad["val/kl_uniform"] == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-6)
     assert bad["val/collapse"] == 1.0
@@ -52,8 +56,8 @@ def test_mixture_suite_on_real_and_collapsed_samplers():
 def digits_suite(tmp_path_factory):
     dm = DigitsDataModule(image_size=32)
     data_dir = tmp_path_factory.mktemp("data")
-    suite = MetricSuite(dm, num_samples=1000, data_dir=str(data_dir), kid_subsets=10, is_splits=2)
-    suite.prepare()
+    suite = MetricSuite(num_samples=1000, data_dir=str(data_dir), kid_subsets=10, is_splits=2)
+    suite.prepare(dm)
     return dm, suite, data_dir
 
 
@@ -64,7 +68,7 @@ def test_digits_suite_uses_the_domain_classifier(digits_suite):
     assert list((data_dir / "stats").glob("fid-real_digits_train_digits_32px_n1000.pt"))
     images = dm.train_set.x
     images = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images
-    real = suite.evaluate(real_sampler(images[:1000]))
+    real = suite.evaluate_sampler(real_sampler(images[:1000]))
     # Names carry the feature network, so nobody reads them as Inception numbers.
     for key in (
         "val/fid_digits",
@@ -86,7 +90,7 @@ def test_digits_suite_uses_the_domain_classifier(digits_suite):
     assert real["val/is_digits"] > 5
 
     collapsed = images[:1].expand(1000, -1, -1, -1).clone()
-    bad = suite.evaluate(lambda n: collapsed[:n])
+    bad = suite.evaluate_sampler(lambda n: collapsed[:n])
     assert bad["val/classes_covered"] == 1
     assert bad["val/diversity_digits"] == pytest.approx(0.0, abs=1e-9)
     assert bad["val/fid_digits"] > real["val/fid_digits"] + 10
@@ -134,7 +138,8 @@ def test_missing_inception_weights_fail_before_training(make_cfg, monkeypatch, t
 def test_digits_suite_scores_conditional_samplers(digits_suite):
     dm, _, data_dir = digits_suite
     # The fixture's classifier, without KID/IS/PRDC and with 500 samples (~50 a class): cheaper.
-    suite = MetricSuite(dm, num_samples=500, data_dir=str(data_dir), kinds=("fid",), prdc=False)
+    suite = MetricSuite(num_samples=500, data_dir=str(data_dir), kinds=("fid",), prdc=False)
+    suite.prepare(dm)
     images, labels = dm.train_set.x[:500], dm.train_set.y[:500]
     images = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images
 
@@ -148,7 +153,7 @@ def test_digits_suite_scores_conditional_samplers(digits_suite):
 
         return sample
 
-    right, swapped = suite.evaluate(labelled(0)), suite.evaluate(labelled(1))
+    right, swapped = suite.evaluate_sampler(labelled(0)), suite.evaluate_sampler(labelled(1))
     assert right["val/class_accuracy_digits"] > 0.95
     # The real side's own images and labels: every class's FID is 0 up to round-off.
     assert right["val/intra_fid_digits"] == pytest.approx(0.0, abs=1e-4)
@@ -157,3 +162,48 @@ def test_digits_suite_scores_conditional_samplers(digits_suite):
     # FID sees the same images both times; only the per-class metrics tell them apart.
     assert swapped["val/fid_digits"] == right["val/fid_digits"]
     assert len(suite.last_per_class["intra_fid_digits"]) == 10
+
+
+# --------------------------------------------------------------------------- the declaration decides
+
+
+class RenamedStacked(StackedDigitsDataModule):
+    """Stacked digits under another name: what the data is comes from its declaration."""
+
+    name = "my_stacked_images"
+
+
+class DigitsNamedStacked(DigitsDataModule):
+    """Plain labelled digits (kind images) under the stacked dataset's name."""
+
+    name = "stacked_digits"
+
+
+def test_the_metrics_follow_the_declared_kind_not_the_name(tmp_path):
+    suite = MetricSuite()
+    assert RenamedStacked.kinds[0] is DataKind.STACKED
+    assert suite.feature_network_for(RenamedStacked(image_size=8).spec) == "none"  # modes, per channel
+    assert suite.feature_network_for(DigitsNamedStacked(image_size=8).spec) == "classifier"
+    modes = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    mixture = GaussianMixture2D(modes=modes, std=0.01, num_samples=200, name="stacked_digits")
+    assert suite.feature_network_for(mixture.spec) == "none"
+    with pytest.raises(
+        ConfigError, match=r"dataset 'digits_edges' \(paired image translation.*metrics=translation"
+    ):
+        suite.feature_network_for(DigitsEdgesDataModule().spec)
+
+    # Scored as stacked data: an untrained digits classifier saved beforehand (no training here)
+    # reads each channel; all-black samples are one mode.
+    path = tmp_path / "digits_8.pt"
+    save_classifier(DomainClassifier(channels=1, image_size=8, name="digits").freeze(), path, 0.0, "digits")
+    stacked = MetricSuite(num_samples=64, batch_size=64, classifier_path=str(path), data_dir=str(tmp_path))
+    stacked.prepare(RenamedStacked(image_size=8, num_samples=128))
+    result = stacked.evaluate_sampler(lambda n: torch.full((n, 3, 8, 8), -1.0))
+    assert set(result) == {"val/modes_covered", "val/kl_modes", "val/collapse"}
+    assert result["val/modes_covered"] == 1
+
+    # Scored as a mixture, whatever it is called: the mode protocol.
+    points = MetricSuite(num_samples=100)
+    points.prepare(mixture)
+    result = points.evaluate_sampler(lambda n: modes[:1].expand(n, 2).clone())
+    assert result["val/modes_recovered"] == 1 and "val/high_quality" in result

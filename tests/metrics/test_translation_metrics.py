@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_research.data.translation import DigitsEdgesDataModule, DigitsInvertedDataModule
 from gan_research.errors import ConfigError
 from gan_research.metrics.classifier import DomainClassifier, save_classifier
 from gan_research.metrics.translation import (
@@ -19,13 +20,28 @@ from gan_research.metrics.translation import (
     ssim_metric,
     to_unit_range,
 )
+from gan_research.utils.data_spec import DataKind, DataSpec, Domain
 
 
 class PairedData:
-    """The part of a translation datamodule the metrics read."""
+    """The part of a translation datamodule the metrics read: its declaration and validation pairs."""
 
-    def __init__(self, a: Tensor, b: Tensor, name: str = "toy_pairs", paired: bool = True, batch: int = 5):
-        self.a, self.b, self.name, self.paired, self.batch = a, b, name, paired, batch
+    def __init__(
+        self,
+        a: Tensor,
+        b: Tensor,
+        name: str = "toy_pairs",
+        paired: bool = True,
+        batch: int = 5,
+        domain: Domain | None = None,
+    ):
+        self.a, self.b, self.name, self.paired, self.batch, self.domain = a, b, name, paired, batch, domain
+
+    @property
+    def spec(self) -> DataSpec:
+        kind = DataKind.PAIRED if self.paired else DataKind.UNPAIRED
+        c, size = self.b.shape[1], self.b.shape[-1]
+        return DataSpec(self.name, kind, (c, size, size), None, c, size, self.a.shape[1], self.domain)
 
     def prepare_data(self) -> None:
         pass
@@ -120,30 +136,32 @@ def test_identical_images_score_perfectly_and_fid_is_zero(monkeypatch):
     a = images(12, 3, seed=7)
     dm = PairedData(a, a.clone())
     monkeypatch.setattr(TranslationMetrics, "_feature_net", lambda self, size: ToyFeatures(3 * 16 * 16))
-    metrics = TranslationMetrics(dm, feature_network="inception", batch_size=5)
-    r = metrics.evaluate(lambda x: x.clone())
+    metrics = TranslationMetrics(feature_network="inception", batch_size=5)
+    metrics.prepare(dm)
+    r = metrics.evaluate_translator(lambda x: x.clone())
     assert r["val/l1"] == 0.0
     assert math.isinf(r["val/psnr"]) or r["val/psnr"] > 100
     assert r["val/ssim"] == pytest.approx(1.0, abs=1e-9)
     assert r["val/fid_toy"] == pytest.approx(0.0, abs=1e-6)
     assert "val/cycle_l1" not in r
     # A worse translator scores worse; evaluating again starts from clean states.
-    worse = metrics.evaluate(lambda x: (x + 0.5 * images(len(x), 3, seed=8)).clamp(-1, 1))
+    worse = metrics.evaluate_translator(lambda x: (x + 0.5 * images(len(x), 3, seed=8)).clamp(-1, 1))
     assert worse["val/l1"] > 0.1 and worse["val/psnr"] < 30 and worse["val/ssim"] < 0.9
     assert worse["val/fid_toy"] > 1e-3
-    again = metrics.evaluate(lambda x: x.clone())
+    again = metrics.evaluate_translator(lambda x: x.clone())
     assert again["val/l1"] == 0.0 and again["val/fid_toy"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_values_match_direct_formulas_over_batches():
     a, b = images(7, 1, seed=9), images(7, 1, seed=10)
     dm = PairedData(a, b, batch=3)
-    metrics = TranslationMetrics(dm, feature_network="none", batch_size=2)
+    metrics = TranslationMetrics(feature_network="none", batch_size=2)
+    metrics.prepare(dm)
 
     def translate(x: Tensor) -> Tensor:
         return 0.5 * x  # G(a) = a / 2
 
-    r = metrics.evaluate(translate)
+    r = metrics.evaluate_translator(translate)
     out = 0.5 * a
     assert r["val/l1"] == pytest.approx(float((out.double() - b.double()).abs().mean()), rel=1e-12)
     mse = ((to_unit_range(out) - to_unit_range(b)) ** 2).flatten(1).mean(1)
@@ -156,8 +174,9 @@ def test_values_match_direct_formulas_over_batches():
 def test_cycle_errors_and_unpaired_data():
     a, b = images(6, 1, seed=11), images(6, 1, seed=12)
     dm = PairedData(a, b, paired=False)
-    metrics = TranslationMetrics(dm, feature_network="none")
-    r = metrics.evaluate(lambda x: -x, translate_back=lambda y: -y + 0.25)
+    metrics = TranslationMetrics(feature_network="none")
+    metrics.prepare(dm)
+    r = metrics.evaluate_translator(lambda x: -x, translate_back=lambda y: -y + 0.25)
     # F(G(a)) = a + 0.25 and G(F(b)) = b - 0.25: both errors 0.25 per pixel; no paired metrics.
     assert r["val/cycle_l1"] == pytest.approx(0.25, rel=1e-6)
     assert r["val/cycle_l1_b"] == pytest.approx(0.25, rel=1e-6)
@@ -166,32 +185,56 @@ def test_cycle_errors_and_unpaired_data():
 
 def test_num_samples_caps_the_pairs():
     a = images(10, 1, seed=13)
-    metrics = TranslationMetrics(PairedData(a, a, batch=4), num_samples=6, feature_network="none")
-    metrics.prepare()
+    metrics = TranslationMetrics(num_samples=6, feature_network="none")
+    metrics.prepare(PairedData(a, a, batch=4))
     assert len(metrics.a) == 6 and torch.equal(metrics.a, a[:6])
+
+
+def _digits_domain(view=lambda x: x) -> Domain:
+    return Domain("digits", labelled_data=lambda size: None, view=view)
 
 
 def test_feature_network_choices():
     a = images(4, 1, seed=14)
     with pytest.raises(ConfigError, match="valid"):
-        TranslationMetrics(PairedData(a, a), feature_network="vgg")
-    with pytest.raises(ConfigError, match="inception or none"):
-        TranslationMetrics(PairedData(a, a, name="paired_folder"), feature_network="classifier")
-    assert TranslationMetrics(PairedData(a, a, name="paired_folder")).feature_network == "inception"
-    assert TranslationMetrics(PairedData(a, a, name="digits_edges")).feature_network == "classifier"
-    assert TranslationMetrics(PairedData(a, a, name="digits_inverted")).feature_network == "classifier"
+        TranslationMetrics(feature_network="vgg")
+    unlabelled = PairedData(a, a, name="paired_folder").spec
+    with pytest.raises(ConfigError, match="inception or none") as info:
+        TranslationMetrics(feature_network="classifier").feature_network_for(unlabelled)
+    # The message describes the dataset from its declaration.
+    assert "dataset 'paired_folder' (paired image translation" in str(info.value)
+    assert TranslationMetrics().feature_network_for(unlabelled) == "inception"
+    # Any dataset declaring a domain classifier gets it, whatever its name.
+    for view in (lambda x: x, lambda x: -x):
+        declared = PairedData(a, a, name="anything", domain=_digits_domain(view)).spec
+        assert TranslationMetrics().feature_network_for(declared) == "classifier"
 
 
-@pytest.mark.parametrize(("name", "sign"), [("digits_edges", 1.0), ("digits_inverted", -1.0)])
-def test_digit_targets_use_the_digits_classifier(tmp_path, name, sign):
+def test_translation_metrics_refuse_one_domain_data():
+    spec = DataSpec("ring8", DataKind.MIXTURE, (2,), num_classes=8)
+    with pytest.raises(
+        ConfigError, match=r"scores paired .* dataset 'ring8' \(2-D points.*8 modes\).*metrics=default"
+    ):
+        TranslationMetrics().feature_network_for(spec)
+
+
+@pytest.mark.parametrize(
+    ("datamodule", "sign"),
+    [(DigitsEdgesDataModule, 1.0), (DigitsInvertedDataModule, -1.0)],
+    ids=["edges", "inverted"],
+)
+def test_digit_targets_use_the_digits_classifier(tmp_path, datamodule, sign):
     torch.manual_seed(0)
     classifier = DomainClassifier(channels=1, image_size=16, name="digits").freeze()
     path = tmp_path / "digits_16.pt"
     save_classifier(classifier, path, 0.0, "digits")
     a = images(8, 1, seed=15)
     b = images(8, 1, seed=16)
-    metrics = TranslationMetrics(PairedData(a, b, name=name), classifier_path=str(path))
-    r = metrics.evaluate(lambda x: x.clone())
+    # The domain these tasks declare (spec.domain): the digits classifier and their view of B.
+    domain = datamodule().spec.domain
+    metrics = TranslationMetrics(classifier_path=str(path))
+    metrics.prepare(PairedData(a, b, domain=domain))
+    r = metrics.evaluate_translator(lambda x: x.clone())
     assert "val/fid_digits" in r and r["val/fid_digits"] > 0
     net = metrics.fid.feature_net
     assert isinstance(net, MappedFeatures) and net.name == "digits"
