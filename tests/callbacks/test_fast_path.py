@@ -120,13 +120,13 @@ def test_data_on_device_is_a_no_op_on_cpu(make_cfg):
 
 
 @pytest.mark.parametrize(
-    ("model", "network"),
-    [("stylegan2", "generator"), ("progan", "discriminator"), ("sgan", "discriminator")],
+    ("experiment", "network"),
+    [("stylegan2_digits", "generator"), ("progan_digits", "discriminator"), ("sgan_digits", "discriminator")],
 )
-def test_networks_a_family_calls_past_their_forward_are_not_compiled(make_cfg, model, network):
+def test_networks_a_family_calls_past_their_forward_are_not_compiled(make_cfg, experiment, network):
     """nn.Module.compile swaps the forward only: StyleGAN's mapping/synthesis, ProGAN's stage and
     alpha arguments and SGAN's feature matching would silently run uncompiled or recompile."""
-    cfg = make_cfg(f"model={model}", f"callbacks.fast_path.compile=[{network}]")
+    cfg = make_cfg(f"experiment={experiment}", "model.width=8", f"callbacks.fast_path.compile=[{network}]")
     with pytest.raises(ConfigError, match=rf"cannot compile \['{network}'\]"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "metrics.jsonl").exists()

@@ -206,9 +206,9 @@ def test_label_smoothing_needs_a_target_loss(make_cfg):
         # model=dcgan (the default) with WGAN-GP, cGAN with R1, pix2pix's PatchGAN (no layer norm).
         (["recipe=wgan_gp"], "model.discriminator.norm", "layer"),
         (["model=cgan", "loss=non_saturating_r1"], "model.discriminator.norm", "layer"),
-        (["model=pix2pix", "loss=wgan_gp"], "model.discriminator.norm", "instance"),
+        (["experiment=pix2pix_digits_edges", "loss=wgan_gp"], "model.discriminator.norm", "instance"),
         (
-            ["model=cyclegan", "loss=wgan_gp", "model.discriminator.d_a.norm=batch"],
+            ["experiment=cyclegan_digits_inverted", "loss=wgan_gp", "model.discriminator.d_a.norm=batch"],
             "model.discriminator.d_a.norm",
             "instance",
         ),
