@@ -36,6 +36,7 @@ from gan_research.evaluate import ALLOWED_TARGET_PREFIXES, evaluate_run
 from gan_research.train import build, train
 from tests.conftest import compose_config
 
+pytestmark = pytest.mark.slow
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
 # The model-agnostic size knob and the dataset's batch: every experiment becomes a seconds-long run.

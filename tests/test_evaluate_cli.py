@@ -231,6 +231,7 @@ def _gan_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_console_script_refusal_is_one_line_and_creates_nothing(runs: Path, tmp_path: Path) -> None:
     # One subprocess (imports cost seconds): refused inside Hydra's app, with its real logging
     # configuration, so no log line, no .hydra/ and no log file may appear anywhere.

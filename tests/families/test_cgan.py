@@ -183,6 +183,7 @@ def digits_classifier():
     return model
 
 
+@pytest.mark.slow
 def test_trained_cgan_draws_the_requested_class(make_cfg, digits_classifier):
     """A few hundred steps on digits: the domain classifier finds the requested digit far above
     chance (10%)."""

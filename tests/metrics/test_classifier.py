@@ -211,6 +211,7 @@ def test_config_errors_are_ours(tmp_path: Path) -> None:
     assert not (tmp_path / "classifiers").exists()
 
 
+@pytest.mark.slow
 def test_gan_classifier_command_writes_the_file(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "digits.pt"
     # The console script runs main(); `python -m` runs the same function.
@@ -224,6 +225,7 @@ def test_gan_classifier_command_writes_the_file(tmp_path: Path) -> None:
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_gan_classifier_bad_dataset_exits_with_one_line(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "gan_research.metrics.classifier", "dataset=ring8"]
     command += [f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path}"]
