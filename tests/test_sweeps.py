@@ -172,34 +172,6 @@ def test_wandb_agent_command_runs(tmp_path):
     assert config["tags"] == ["lr_balance_ring8"]
 
 
-def test_submitit_local_launcher_runs_the_job_and_a_rerun_skips_it(tmp_path):
-    """The cluster path (hydra-submitit-launcher) through submitit's local executor."""
-    cmd = [
-        str(BIN / "gan-train"),
-        "-m",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
-        "experiment=ring8_gan",
-        "schedule.max_steps=20",
-        "metrics.num_samples=500",
-        "model.generator.hidden_dim=16",
-        "model.discriminator.hidden_dim=16",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "hydra.sweep.dir=cluster",
-        # One job: each is a process of its own (torch and Lightning imported again), and the
-        # launcher's path is the same for one job as for many.
-        "seed=0",
-    ]
-    proc = _run(cmd, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _status_lines(tmp_path / "cluster" / "0")[-1]["status"] == "finished"
-    assert list((tmp_path / "cluster" / ".submitit").iterdir())
-    again = _run(cmd, tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(_status_lines(tmp_path / "cluster" / "0")) == 1
-
-
 def _submitit_task_pid(cwd: Path) -> int | None:
     """The pid of the job's task process (what submitit's controller signals at its time limit)."""
     for entry in Path("/proc").iterdir():
@@ -217,7 +189,8 @@ def _submitit_task_pid(cwd: Path) -> int | None:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the task process through /proc")
 def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finishes(tmp_path):
-    """The SLURM path's preemption: submitit's time-limit signal (SIGUSR2, sent by the local
+    """The cluster path (hydra-submitit-launcher through submitit's local executor) and its
+    preemption: submitit's time-limit signal (SIGUSR2, sent by the local
     executor's controller as by SLURM) makes the job save last.ckpt, submitit requeues it, and
     the requeued job resumes from that checkpoint under resume=auto and finishes."""
     cmd = [
@@ -269,3 +242,11 @@ def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finish
     logs = "".join(p.read_text() for p in (tmp_path / "cluster" / ".submitit").rglob("*.err"))
     assert "Caught signal SIGUSR2" in logs and "Restored all states from the checkpoint" in logs
     assert "requeued" in statuses[0]["reason"]
+    # The same command again: the launcher starts the job, which skips its finished run (no third
+    # status line, the checkpoint untouched). One test for both, as each submitit job is a fresh
+    # process importing torch and Lightning.
+    finished_ckpt = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(_status_lines(run_dir)) == 2
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == finished_ckpt
