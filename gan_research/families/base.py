@@ -175,13 +175,8 @@ class AdversarialModule(pl.LightningModule):
     def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
         """The networks' contract (``gan_research.networks``): G has ``latent_dim`` and
         ``output_shape``, D has ``input_shape`` and scores what G produces."""
-        for name, net, attrs in (
-            ("generator", generator, ("latent_dim", "output_shape")),
-            ("discriminator", discriminator, ("input_shape",)),
-        ):
-            missing = [a for a in attrs if not hasattr(net, a)]
-            if missing:
-                raise ConfigError(f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}")
+        require_attributes("generator", generator, ("latent_dim", "output_shape"))
+        require_attributes("discriminator", discriminator, ("input_shape",))
         if tuple(generator.output_shape) != tuple(discriminator.input_shape):
             raise ConfigError(
                 f"model.generator produces {tuple(generator.output_shape)} but model.discriminator "
@@ -625,6 +620,17 @@ class AdversarialModule(pl.LightningModule):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)
+
+
+def require_attributes(name: str, net: nn.Module, attrs: tuple[str, ...], needs: str = "") -> None:
+    """Raise ConfigError unless ``net`` (``model.<name>``) has every attribute of the networks'
+    contract in ``attrs``; ``needs`` says what kind of network the family expects."""
+    missing = [a for a in attrs if not hasattr(net, a)]
+    if missing:
+        raise ConfigError(
+            f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}"
+            + (f"; {needs}" if needs else "")
+        )
 
 
 def average_across_processes(grads: list[Tensor], world_size: int) -> None:

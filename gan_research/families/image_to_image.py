@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError, DataError
-from gan_research.families.base import AdversarialModule
+from gan_research.families.base import AdversarialModule, require_attributes
 from gan_research.utils.data_spec import DataKind
 from gan_research.utils.images import grid_rows
 
@@ -66,16 +66,9 @@ class ImageToImageModule(AdversarialModule):
         """G has ``input_shape`` (A) and ``output_shape`` (B) (and ``latent_dim`` when it takes a
         latent); D has ``input_shape``. What D must judge is the family's to check."""
         g_attrs = ("input_shape", "output_shape", *(("latent_dim",) if self.latent_input else ()))
-        for name, net, attrs in (
-            ("generator", generator, g_attrs),
-            ("discriminator", discriminator, ("input_shape",)),
-        ):
-            missing = [a for a in attrs if not hasattr(net, a)]
-            if missing:
-                raise ConfigError(
-                    f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}; "
-                    f"{type(self).__name__} needs an image-to-image generator (input_shape -> output_shape)"
-                )
+        needs = f"{type(self).__name__} needs an image-to-image generator (input_shape -> output_shape)"
+        require_attributes("generator", generator, g_attrs, needs)
+        require_attributes("discriminator", discriminator, ("input_shape",), needs)
 
     def check_data(self, datamodule: Any) -> None:
         """Data of the family's kinds whose A and B shapes are G's input and output shapes."""

@@ -82,16 +82,7 @@ class Pix2Pix(ImageToImageModule):
     # ----------------------------------------------------------------- checks
     def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
         """G maps (C_a, H, W) to (C_b, H, W); D scores (C_a + C_b, H, W) pairs."""
-        for name, net, attrs in (
-            ("generator", generator, ("input_shape", "output_shape")),
-            ("discriminator", discriminator, ("input_shape",)),
-        ):
-            missing = [a for a in attrs if not hasattr(net, a)]
-            if missing:
-                raise ConfigError(
-                    f"model.{name} ({type(net).__name__}) lacks attribute(s) {missing}; pix2pix needs an "
-                    "image-to-image generator (UNetGenerator) and a PatchGANDiscriminator"
-                )
+        super().check_networks(generator, discriminator)
         g_in, g_out, d_in = (
             tuple(s) for s in (generator.input_shape, generator.output_shape, discriminator.input_shape)
         )

@@ -25,6 +25,7 @@ from gan_research.networks.resnet_generator import ResnetGenerator
 from gan_research.train import build, train
 from gan_research.utils.data_spec import DataKind, DataSpec
 from gan_research.utils.jsonl_logger import read_records
+from tests.families.trainer import fit
 
 SIZE = 8
 
@@ -124,23 +125,6 @@ class Pairs(pl.LightningDataModule):
             drop_last=drop_last,
             generator=torch.Generator().manual_seed(0),
         )
-
-
-def fit(
-    model: CycleGAN, datamodule: pl.LightningDataModule, steps: int, ckpt_path: str | None = None
-) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-    )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    return trainer
 
 
 def params(module: nn.Module) -> dict[str, Tensor]:

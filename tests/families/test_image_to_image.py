@@ -17,6 +17,7 @@ from gan_research.families.base import DiscriminatorLoss, GeneratorLoss
 from gan_research.families.image_to_image import ImageToImageModule
 from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective, NonSaturatingLoss
+from tests.families.trainer import fit
 
 SIZE = 4
 
@@ -88,21 +89,6 @@ class Pairs(pl.LightningDataModule):
         return DataLoader(TensorDataset(self.a[1:], self.b[1:]), batch_size=2)
 
 
-def fit(model: ImageToImageModule, data: pl.LightningDataModule, steps: int = 2) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-    )
-    trainer.fit(model, datamodule=data)
-    return trainer
-
-
 def test_no_latent_by_default_and_translate_runs_eval_mode_without_grad():
     model = make()
     assert model.latent_input is False and not hasattr(model, "fixed_noise")
@@ -139,6 +125,13 @@ def test_fit_takes_the_fixed_pairs_from_val_dataloader_and_trains_both_networks(
     torch.testing.assert_close(inputs, torch.cat([data.a[1:], data.a[1:3]]))
     torch.testing.assert_close(targets, torch.cat([data.b[1:], data.b[1:3]]))
     torch.testing.assert_close(outputs, model.translate(inputs))
+
+
+def test_networks_without_the_contracts_attributes_are_one_config_error():
+    """A noise generator (no input_shape) is refused when the module is built, naming the key."""
+    adam = partial(torch.optim.Adam, lr=1e-2)
+    with pytest.raises(ConfigError, match=r"model.generator \(Linear\) lacks attribute\(s\) \['input_shape'"):
+        Translator(nn.Linear(4, 4), Critic(), GANObjective(NonSaturatingLoss()), Schedule(), adam, adam)
 
 
 def test_grid_needs_the_fixed_pairs():
