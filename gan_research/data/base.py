@@ -229,10 +229,6 @@ class GANDataModule(pl.LightningDataModule):
         return self.kinds[0]
 
     @property
-    def is_image(self) -> bool:
-        return self.kind is not DataKind.MIXTURE
-
-    @property
     def domain(self) -> Domain | None:
         """The domain whose classifier the metrics may use: by default, labelled images are
         their own domain (the classifier trains on this dataset at the asked size)."""

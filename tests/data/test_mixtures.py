@@ -47,7 +47,7 @@ def test_grid25_modes_are_a_centred_grid_with_spacing_2() -> None:
 @pytest.mark.parametrize(("cls", "std"), [(RingMixture, 0.01), (GridMixture, 0.05)])
 def test_samples_have_the_configured_std_and_mode_labels(cls: type[GANDataModule], std: float) -> None:
     dm = cls()
-    assert (dm.sample_shape, dm.num_classes, dm.is_image, dm.std) == ((2,), len(dm.modes), False, std)
+    assert (dm.sample_shape, dm.num_classes, dm.spec.is_image, dm.std) == ((2,), len(dm.modes), False, std)
     dm.setup("fit")
     x, y = dm.train_set.x, dm.train_set.y
     assert x.shape == (100_000, 2) and x.dtype == torch.float32 and y.dtype == torch.int64

@@ -83,7 +83,7 @@ def test_mnist_like_loads_native_idx_files(
 ) -> None:
     images, labels = write_mnist(tmp_path, folder)
     dm = cls(root=tmp_path, batch_size=4)
-    assert (dm.sample_shape, dm.num_classes, dm.is_image) == ((1, 28, 28), 10, True)
+    assert (dm.sample_shape, dm.num_classes, dm.spec.is_image) == ((1, 28, 28), 10, True)
     dm.setup("fit")
     x, y = dm.train_set[list(range(NUM_TRAIN))]
     assert x.shape == (NUM_TRAIN, 1, 28, 28) and x.dtype == torch.float32
