@@ -19,7 +19,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 def test_all_digits_resized_into_signed_unit_range(image_size: int) -> None:
     dm = DigitsDataModule(image_size=image_size)
     assert dm.sample_shape == (1, image_size, image_size)  # known before setup
-    assert (dm.name, dm.num_classes, dm.is_image) == ("digits", 10, True)
+    assert (dm.name, dm.num_classes, dm.spec.is_image) == ("digits", 10, True)
     dm.setup("fit")
     x, y = dm.train_set.x, dm.train_set.y
     assert x.shape == (1797, 1, image_size, image_size) and x.dtype == torch.float32

@@ -31,7 +31,7 @@ def test_flat_folder(tmp_path: Path, cache: bool) -> None:
     write_images(tmp_path, 2, ext="jpg")
     (tmp_path / "notes.txt").write_text("not an image")
     dm = ImageFolderDataModule(root=tmp_path, image_size=8, batch_size=4, batches_per_step=2, cache=cache)
-    assert dm.sample_shape == (3, 8, 8) and dm.is_image
+    assert dm.sample_shape == (3, 8, 8) and dm.spec.is_image
     assert dm.num_classes is None
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 3, 8, 8) and x.dtype == torch.float32
