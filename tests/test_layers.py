@@ -18,7 +18,8 @@ ALLOWED: dict[str, set[str]] = {
     "utils": {"errors"},
     "config": set(),
     "data": {"errors", "utils"},
-    "networks": {"errors"},
+    # networks read published weights files through utils/weights.py (perceptual feature networks).
+    "networks": {"errors", "utils"},
     "losses": {"errors"},
     # metrics read data (the domain classifier's training set); families never import metrics.
     "metrics": {"errors", "utils", "config", "data"},

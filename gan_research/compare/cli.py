@@ -26,7 +26,7 @@ from hydra.main import get_args_parser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from gan_research.compare.report import skipped_lines_note, write_report
+from gan_research.compare.report import Tradeoff, skipped_lines_note, write_report
 from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs
 from gan_research.compare.stability import StabilityRules
 from gan_research.config import CONFIG_DIR
@@ -54,6 +54,16 @@ def _optional_key(cfg: DictConfig, name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{name} must be a config key such as schedule.lr_g, or null; got {value!r}")
     return value or None
+
+
+def _mapping(cfg: DictConfig, key: str) -> dict[str, Any]:
+    """A block of keys (``tradeoff:``); null is an empty one."""
+    value = cfg.get(key)
+    if value is None:
+        return {}
+    if not OmegaConf.is_dict(value):
+        raise ConfigError(f"{key} must be a block of keys ({key}.x=..., {key}.y=...) or null, got {value!r}")
+    return OmegaConf.to_container(value, resolve=True)  # type: ignore[return-value]
 
 
 def _smooth(cfg: DictConfig) -> int:
@@ -95,6 +105,7 @@ def compare(cfg: DictConfig, warn: Callable[[str], Any] | None = None) -> Path:
     if source not in SOURCES:
         raise ConfigError(f"source={source!r} is invalid; valid sources: {list(SOURCES)}")
     rules = StabilityRules.from_mapping(OmegaConf.to_container(cfg.get("rules") or {}, resolve=True))
+    tradeoff = Tradeoff.from_mapping(_mapping(cfg, "tradeoff"))
     x, y = _optional_key(cfg, "x"), _optional_key(cfg, "y")
     metrics, curves, smooth = _as_list(cfg, "final_metrics"), _as_list(cfg, "curves"), _smooth(cfg)
     runs: list[RunRecord]
@@ -119,7 +130,16 @@ def compare(cfg: DictConfig, warn: Callable[[str], Any] | None = None) -> Path:
         out = Path(cfg.out) if cfg.get("out") else Path("reports") / default
     findings = _check_metric_names(runs, metrics, curves)
     report = write_report(
-        runs, out, x=x, y=y, metrics=metrics, curves=curves, rules=rules, source=label, smooth=smooth
+        runs,
+        out,
+        x=x,
+        y=y,
+        metrics=metrics,
+        curves=curves,
+        rules=rules,
+        source=label,
+        smooth=smooth,
+        tradeoff=tradeoff,
     )
     for run in runs:
         if run.skipped_lines:

@@ -258,6 +258,9 @@ class GANDataModule(pl.LightningDataModule):
             image_size=shape[-1] if image else None,
             channels_a=getattr(self, "channels_a", None) if self.kind in TRANSLATION_KINDS else None,
             domain=self.domain,
+            # A translation datamodule whose A images have another size (super-resolution's
+            # low-resolution inputs) says so with ``image_size_a``.
+            image_size_a=getattr(self, "image_size_a", None) if self.kind in TRANSLATION_KINDS else None,
         )
 
     # -- shared behaviour --------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -130,6 +131,12 @@ class AdversarialModule(pl.LightningModule):
         self.discriminator = discriminator
         self.objective = loss
         self.schedule = schedule
+        if schedule.pretrain_steps > 0 and not self.pretrain_loss:
+            raise ConfigError(
+                f"schedule.pretrain_steps={schedule.pretrain_steps}: {type(self).__name__} has no "
+                "non-adversarial generator loss to pre-train on; set schedule.pretrain_steps=0 "
+                "(families that accept it declare pretrain_loss = True, e.g. model=srgan)"
+            )
         self._optimizer_g = optimizer_g
         self._optimizer_d = optimizer_d
         self.generator_ema: nn.Module | None = None
@@ -155,6 +162,9 @@ class AdversarialModule(pl.LightningModule):
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.IMAGES, DataKind.STACKED, DataKind.MIXTURE)
     #: Whether the family reads class labels (``spec.num_classes`` must be set).
     needs_labels: ClassVar[bool] = False
+    #: Whether G has a non-adversarial loss to train on alone (SRGAN's content loss), so the
+    #: family accepts ``schedule.pretrain_steps`` > 0 (see :attr:`pretraining`).
+    pretrain_loss: ClassVar[bool] = False
 
     @classmethod
     def check_data_kind(cls, spec: DataSpec, who: str | None = None) -> None:
@@ -294,18 +304,29 @@ class AdversarialModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         opt_g = self._optimizer_g(params=self.generator.parameters())
         opt_d = self._optimizer_d(params=self.discriminator.parameters())
-        if self.schedule.lr_decay == "none":
+        decay = self.schedule.lr_decay
+        if decay == "none":
             return [opt_g, opt_d]
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps < 1:
-            raise ConfigError("schedule.lr_decay=linear needs a finite trainer.max_steps")
+            raise ConfigError(f"schedule.lr_decay={decay} needs a finite trainer.max_steps")
         start = int(self.schedule.lr_decay_start * max_steps)
+        factor = self.schedule.lr_decay_factor
 
         def linear(step: int) -> float:
             return 1.0 - max(0, step - start) / max(1, max_steps - start)
 
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, linear) for o in (opt_g, opt_d)]
+        def stepped(step: int) -> float:
+            return factor if step >= start else 1.0
+
+        rule = linear if decay == "linear" else stepped
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, rule) for o in (opt_g, opt_d)]
         return [opt_g, opt_d], schedulers
+
+    @property
+    def pretraining(self) -> bool:
+        """Whether this step is one of ``schedule.pretrain_steps``' generator-only steps."""
+        return self.global_step < self.schedule.pretrain_steps
 
     @contextmanager
     def optimizer_phase(self, optimizer: LightningOptimizer) -> Iterator[None]:
@@ -406,11 +427,12 @@ class AdversarialModule(pl.LightningModule):
                 1e-12
             )
         self.update_ema()
-        self.step_lr_schedulers()
         opt_g, opt_d = self.optimizers()
+        # The rates this step's updates used, read before the schedulers move them on.
         # Host tensors: logging them needs no device copy, and only happens on logging steps.
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
         logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
+        self.step_lr_schedulers()
         if self.schedule.instance_noise > 0:
             logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())
         self.log_step(logs, batch_size=batch_size)
@@ -433,15 +455,23 @@ class AdversarialModule(pl.LightningModule):
         if not (trainer._logger_connector.should_update_logs or last_step):
             return
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log("d_loss", logs["train/d_loss"], prog_bar=True, logger=False, on_step=True)
-        self.log("g_loss", logs["train/g_loss"], prog_bar=True, logger=False, on_step=True)
+        # A generator-only step (schedule.pretrain_steps) has no D loss.
+        for key in ("d_loss", "g_loss"):
+            if f"train/{key}" in logs:
+                self.log(key, logs[f"train/{key}"], prog_bar=True, logger=False, on_step=True)
 
     def step_lr_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
         if schedulers is None:
             return
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            scheduler.step()
+        with warnings.catch_warnings():
+            # During generator-only steps (schedule.pretrain_steps) D's optimiser has not stepped
+            # yet; its schedule still follows the global step, which is what torch warns about.
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+            )
+            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+                scheduler.step()
 
     # ------------------------------------------------------------ D-side tricks
     def instance_noise_std(self) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 
 from gan_research.errors import ConfigError
 
-LR_DECAYS = ("none", "linear")
+LR_DECAYS = ("none", "linear", "step")
 
 
 @dataclass
@@ -39,8 +39,15 @@ class Schedule:
         (Yazıcı et al. 2019); ``None`` disables it. Samples and evaluation use
         the EMA generator when it exists.
     ema_start_step: copy G's weights into the EMA until this step.
-    lr_decay: "none" or "linear" (to 0 at max_steps, starting at
-        ``lr_decay_start`` × max_steps).
+    lr_decay: "none", "linear" (to 0 at max_steps, starting at ``lr_decay_start`` ×
+        max_steps) or "step" (multiplied by ``lr_decay_factor`` once, at ``lr_decay_start`` ×
+        max_steps: SRGAN's 10⁻⁴ then 10⁻⁵, Ledig et al. 2017, §3.2).
+    lr_decay_factor: the "step" decay's factor (0.1).
+    pretrain_steps: generator-only steps before adversarial training starts: D is neither
+        updated nor asked, G trains on its family's non-adversarial loss (SRResNet pre-training
+        before SRGAN, Ledig et al. 2017, §3.2; taming-transformers' ``disc_start``). Only a
+        family with such a loss (``pretrain_loss = True``) accepts a value > 0; a value >= max_steps
+        is a run of pre-training alone (SRResNet).
     """
 
     lr_g: float = 2e-4
@@ -60,6 +67,8 @@ class Schedule:
     ema_start_step: int = 0
     lr_decay: str = "none"
     lr_decay_start: float = 0.5
+    lr_decay_factor: float = 0.1
+    pretrain_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +104,8 @@ class Schedule:
             ),
             (self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, f"one of {list(LR_DECAYS)}"),
             (0 <= self.lr_decay_start < 1, "lr_decay_start", self.lr_decay_start, "in [0, 1)"),
+            (0 < self.lr_decay_factor < 1, "lr_decay_factor", self.lr_decay_factor, "in (0, 1)"),
+            (self.pretrain_steps >= 0, "pretrain_steps", self.pretrain_steps, "an int >= 0"),
         ]
         for ok, key, value, valid in checks:
             if not ok:
@@ -111,6 +122,7 @@ class Schedule:
         "label_flip_prob",
         "instance_noise",
         "lr_decay_start",
+        "lr_decay_factor",
     )
     _INTS = (
         "n_critic",
@@ -119,6 +131,7 @@ class Schedule:
         "d_reg_every",
         "g_reg_every",
         "ema_start_step",
+        "pretrain_steps",
     )
     _OPTIONAL_FLOATS = ("d_skip_threshold", "ema_decay")
 

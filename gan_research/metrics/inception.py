@@ -9,7 +9,8 @@ published ones.
 
 Our machines have no internet, so the weights are never downloaded here: they are
 looked for in the config, the ``GAN_INCEPTION_WEIGHTS`` variable and the torch hub
-cache, and a missing file is an error saying where to get it and where to put it.
+cache, and a missing file is an error saying where to get it and where to put it
+(``utils/weights.py``'s :class:`WeightsFile`, shared with the perceptual backbones).
 
 The file is read by this module with ``torch.load(weights_only=True)`` (nothing that
 loads a file may run code), never by torch-fidelity, whose loader unpickles
@@ -23,7 +24,6 @@ from __future__ import annotations
 import io
 import os
 import weakref
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -34,7 +34,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 from gan_research.errors import CheckpointError, ConfigError
-from gan_research.utils.safe_config import describe_load_error, one_line
+from gan_research.utils.safe_config import one_line
+from gan_research.utils.weights import WeightsFile, WeightsFileMissing
 
 #: Where torch-fidelity publishes the weights (the file its own download would fetch).
 INCEPTION_WEIGHTS_URL: str = URL_INCEPTION_V3
@@ -46,36 +47,25 @@ INCEPTION_WEIGHTS_ENV: str = "GAN_INCEPTION_WEIGHTS"
 INCEPTION_WEIGHTS_KEY: str = "metrics.inception_weights"
 
 
-class InceptionWeightsError(ConfigError):
+class InceptionWeightsError(WeightsFileMissing):
     """The InceptionV3 weights file is missing or not where the config says."""
+
+
+#: The file, where it is published and where this machine may hold it (``utils/weights.py``).
+INCEPTION_WEIGHTS = WeightsFile(
+    filename=INCEPTION_WEIGHTS_FILENAME,
+    url=INCEPTION_WEIGHTS_URL,
+    env=INCEPTION_WEIGHTS_ENV,
+    key=INCEPTION_WEIGHTS_KEY,
+    description="InceptionV3 weights file",
+    publisher="torch-fidelity's",
+    error=InceptionWeightsError,
+)
 
 
 def hub_weights_path() -> Path:
     """Where ``torch.hub`` (and so torch-fidelity) caches the weights file."""
-    # Looked up at call time so $TORCH_HOME and torch.hub.set_dir() are honoured.
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILENAME
-
-
-def _how_to_get_it() -> str:
-    # One line: command-line tools print errors as a single `error: ...` line.
-    return (
-        f"This machine cannot download it: on a machine with internet, download "
-        f"{INCEPTION_WEIGHTS_URL} and copy it to {hub_weights_path()} (the torch hub cache; "
-        f"$TORCH_HOME moves it), or anywhere and set {INCEPTION_WEIGHTS_ENV}=/path/to/"
-        f"{INCEPTION_WEIGHTS_FILENAME} or {INCEPTION_WEIGHTS_KEY}=/path/to/{INCEPTION_WEIGHTS_FILENAME}."
-    )
-
-
-def _named_file(raw: str, source: str) -> Path:
-    """The file a user named explicitly; a wrong name is an error, never a fallback."""
-    path = Path(os.path.expandvars(raw)).expanduser()
-    if path.is_file():
-        return path
-    problem = "is a directory, not a file" if path.is_dir() else "does not exist"
-    raise InceptionWeightsError(
-        f"{source}={raw}: the InceptionV3 weights file {path} {problem}. "
-        f"Expected torch-fidelity's {INCEPTION_WEIGHTS_FILENAME}. {_how_to_get_it()}"
-    )
+    return INCEPTION_WEIGHTS.hub_path()
 
 
 def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
@@ -91,26 +81,11 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
         InceptionWeightsError: naming every place looked at, the URL the file is
             published at and where to put it.
     """
-    if path is not None and str(path) != "":
-        return _named_file(str(path), INCEPTION_WEIGHTS_KEY)
-    from_env = os.environ.get(INCEPTION_WEIGHTS_ENV, "")
-    if from_env:
-        return _named_file(from_env, INCEPTION_WEIGHTS_ENV)
-    cached = hub_weights_path()
-    if cached.is_file():
-        return cached
-    raise InceptionWeightsError(
-        f"InceptionV3 weights file {INCEPTION_WEIGHTS_FILENAME} not found. Looked at: "
-        f"{INCEPTION_WEIGHTS_KEY} (not set), ${INCEPTION_WEIGHTS_ENV} (not set), "
-        f"the torch hub cache {cached} (missing). {_how_to_get_it()}"
-    )
+    return INCEPTION_WEIGHTS.resolve(path)
 
 
 def _bad_weights_file(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(
-        f"{path} is not torch-fidelity's InceptionV3 weights file {INCEPTION_WEIGHTS_FILENAME}: "
-        f"{problem}. Replace it with a fresh copy of {INCEPTION_WEIGHTS_URL}."
-    )
+    return INCEPTION_WEIGHTS.bad_file(path, problem)
 
 
 def load_inception_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -123,17 +98,7 @@ def load_inception_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]
     Raises:
         CheckpointError: the file is unreadable, holds other objects, or is not a state dict.
     """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged, foreign or malicious file fails in many ways
-        raise _bad_weights_file(path, describe_load_error(err)) from err
-    if not isinstance(state, Mapping):
-        raise _bad_weights_file(path, f"it holds a {type(state).__name__}, not a state dict")
-    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, Tensor))]
-    if bad:
-        raise _bad_weights_file(path, f"entries {bad[:3]!r} are not named tensors")
-    return dict(state)
+    return INCEPTION_WEIGHTS.load(path)
 
 
 def _build_network(state: dict[str, Tensor], features: list[str]) -> NoTrainInceptionV3:

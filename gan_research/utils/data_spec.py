@@ -80,6 +80,8 @@ class DataSpec:
         num_classes: label values, or None when unlabelled (modes of a mixture count as labels).
         channels, image_size: of the images (None for points); for translation, of domain B.
         channels_a: translation only, the source domain's channels.
+        image_size_a: translation only, the source domain's image side when it differs from
+            B's (super-resolution: the low-resolution input); None: the same as B's.
         domain: the domain whose classifier the metrics may use (None: Inception only).
     """
 
@@ -91,6 +93,7 @@ class DataSpec:
     image_size: int | None = None
     channels_a: int | None = None
     domain: Domain | None = None
+    image_size_a: int | None = None
 
     @property
     def is_image(self) -> bool:
@@ -104,7 +107,9 @@ class DataSpec:
     def a_shape(self) -> tuple[int, ...]:
         if not self.translation:
             raise AttributeError(f"dataset '{self.name}' ({self.kind.value}) has no source domain A")
-        return (self.channels_a, *self.sample_shape[1:])
+        if self.image_size_a is None:
+            return (self.channels_a, *self.sample_shape[1:])
+        return (self.channels_a, self.image_size_a, self.image_size_a)
 
 
 class DataKindError(ConfigError):

@@ -7,6 +7,7 @@ import a callback and a metric converting channels does not import a datamodule.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # ITU-R 601-2 luma weights, the ones PIL's convert("L") uses, so RGB datasets turned
@@ -36,3 +37,17 @@ def grid_rows(*columns: Tensor) -> Tensor:
     channels = max(c.shape[1] for c in columns)
     columns = tuple(convert_channels(c, channels) for c in columns)
     return torch.stack(columns, dim=1).flatten(0, 1)
+
+
+def resize_bicubic(x: Tensor, size: tuple[int, int] | int) -> Tensor:
+    """Images in [-1, 1] resized to ``size`` with the bicubic kernel of MATLAB's ``imresize`` and
+    PIL (Keys' cubic, a = -0.5; widened by the factor when shrinking, i.e. antialiased), clamped
+    to [-1, 1] since the kernel overshoots at edges.
+
+    The kernel SR benchmarks make their low-resolution images with and their "bicubic" baseline
+    is computed with. ``antialias=True`` selects it in both directions: plain
+    ``F.interpolate(mode="bicubic")`` uses OpenCV's a = -0.75.
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    out = F.interpolate(x.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
+    return out.clamp(-1.0, 1.0)
