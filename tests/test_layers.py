@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "evaluate": {"errors", "utils", "config", "metrics"},
     "compare": {"errors", "utils", "config"},
     "bench": {"errors", "utils", "config", "data", "families", "losses", "train"},
+    # gan-stylize: optimisation-based style transfer; its feature network comes through Hydra.
+    "stylize": {"errors", "utils", "config", "data", "losses"},
 }
 
 
