@@ -116,3 +116,37 @@ def model_options_for(kind: Any, dataset_keys: Iterable[str], labelled: bool = T
         if dataset_keys_read(node) <= have:
             fitting.append(name)
     return fitting
+
+
+def _evaluator_target(path: Path) -> str | None:
+    """The ``evaluator._target_`` a ``conf/metrics`` option composes to (its own, else its defaults')."""
+    node = OmegaConf.load(path)
+    target = OmegaConf.select(node, "evaluator._target_") if isinstance(node, DictConfig) else None
+    if target:
+        return str(target)
+    defaults = node.get("defaults") if isinstance(node, DictConfig) else None
+    for entry in defaults or []:
+        if isinstance(entry, str) and entry != "_self_" and (path.parent / f"{entry}.yaml").is_file():
+            found = _evaluator_target(path.parent / f"{entry}.yaml")
+            if found:
+                return found
+    return None
+
+
+def metrics_options(kind: Any = None, scores: str | None = None) -> list[str]:
+    """The ``metrics`` options whose evaluator scores data of ``kind`` (a ``DataKind``; any when
+    None) and models whose evaluation output is ``scores`` (``samples`` or ``translations``; any
+    when None), read from the evaluators' declarations (``data_kinds``, ``scores``): no list to
+    keep in step. Imports the evaluator classes (and so torch) only when called."""
+    options = []
+    for path in sorted((Path(CONFIG_DIR) / "metrics").glob("*.yaml")):
+        target = _evaluator_target(path)
+        if target is None:
+            continue
+        cls = get_class(target)
+        if kind is not None and kind not in getattr(cls, "data_kinds", ()):
+            continue
+        if scores is not None and getattr(cls, "scores", scores) != scores:
+            continue
+        options.append(path.stem)
+    return options

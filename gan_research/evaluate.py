@@ -49,9 +49,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from gan_research.config import CONFIG_DIR
+from gan_research.config import CONFIG_DIR, metrics_options
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError, exit_with_error, user_error_in
-from gan_research.metrics.evaluator import Evaluator, describe, spec_of
+from gan_research.metrics.evaluator import Evaluator, describe, require_scores, spec_of
 from gan_research.utils.data_spec import DataKind
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.safe_config import (
@@ -68,35 +68,6 @@ CONFIG_NAME = "eval"
 _USAGE = "gan-eval run_dir=outputs/runs/<name>/<time> [checkpoint=last.ckpt] [metrics=default]"
 _DEVICE_CHOICES = "auto, cpu, cuda, cuda:<index>, mps"
 _ABSENT = object()
-
-
-def _evaluator_target(path: Path) -> str | None:
-    """The ``evaluator._target_`` a ``conf/metrics`` option composes to (its own, else its defaults')."""
-    node = OmegaConf.load(path)
-    target = OmegaConf.select(node, "evaluator._target_") if isinstance(node, DictConfig) else None
-    if target:
-        return str(target)
-    defaults = node.get("defaults") if isinstance(node, DictConfig) else None
-    for entry in defaults or []:
-        if isinstance(entry, str) and entry != "_self_" and (path.parent / f"{entry}.yaml").is_file():
-            found = _evaluator_target(path.parent / f"{entry}.yaml")
-            if found:
-                return found
-    return None
-
-
-def metrics_options(kind: DataKind | None = None) -> list[str]:
-    """The ``metrics`` options whose evaluator scores ``kind`` (every option with an evaluator
-    when None), read from the evaluators' declared ``data_kinds``: no list to keep in step."""
-    options = []
-    for path in sorted((Path(CONFIG_DIR) / "metrics").glob("*.yaml")):
-        target = _evaluator_target(path)
-        if target is None:
-            continue
-        kinds = getattr(get_class(target), "data_kinds", ())
-        if kind is None or kind in kinds:
-            options.append(path.stem)
-    return options
 
 
 def _metric_options(kind: DataKind | None = None) -> str:
@@ -422,6 +393,9 @@ def evaluate_checkpoint(
         model=model_name,
         allowed_targets=allowed_targets,
     )
+    output = getattr(model, "evaluation_output", None)
+    fitting = ", ".join(f"metrics={m}" for m in metrics_options(spec_of(datamodule).kind, output))
+    require_scores(evaluator, model, f"use {fitting or 'another model'}")
     evaluator.prepare(datamodule)
     model.to(dev)
     started = time.perf_counter()

@@ -48,6 +48,7 @@ from gan_research.config import (
     dataset_keys_read,
     dataset_options_of,
     group_options,
+    metrics_options,
     model_options_for,
     raw_option,
 )
@@ -249,6 +250,9 @@ def build(cfg: DictConfig, prepare_evaluation: bool = True) -> dict[str, Any]:
     # metrics=none is an empty node; an experiment's interval merged into it must not revive evaluation.
     if cfg.get("metrics") and "_target_" in cfg.metrics:
         evaluation = _instantiate(cfg.metrics, "the metrics")
+        output = getattr(model, "evaluation_output", None)
+        fitting = ", ".join(f"metrics={m}" for m in metrics_options(spec.kind, output)) or "metrics=none"
+        evaluation.check_model(model, f"use {fitting} (model={_choice('model')})")
         if prepare_evaluation:
             # Loads feature networks and the real side now: a missing weights file fails before training.
             evaluation.prepare(datamodule)

@@ -19,7 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from gan_research.metrics.evaluator import Evaluator
+from gan_research.metrics.evaluator import Evaluator, require_scores
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class Evaluation(pl.Callback):
         self._last_step = -1
         self.seconds = 0.0  # total evaluation time, for the evaluation-cost benchmark
         self.collapse_reasons: list[str] = []
+
+    def check_model(self, model: Any, fix: str) -> None:
+        """Refuse a model whose evaluation output the evaluator does not read (before training)."""
+        require_scores(self.evaluator, model, fix)
 
     def prepare(self, datamodule: Any) -> None:
         """Prepare the evaluator before training, so a missing feature network fails before any work."""

@@ -165,6 +165,9 @@ class AdversarialModule(pl.LightningModule):
     #: Whether G has a non-adversarial loss to train on alone (SRGAN's content loss), so the
     #: family accepts ``schedule.pretrain_steps`` > 0 (see :attr:`pretraining`).
     pretrain_loss: ClassVar[bool] = False
+    #: What ``sample_for_evaluation`` returns, matched against an evaluator's ``scores``:
+    #: ``samples`` (images or points, or (samples, labels)); image-to-image families: ``translations``.
+    evaluation_output: ClassVar[str] = "samples"
 
     @classmethod
     def check_data_kind(cls, spec: DataSpec, who: str | None = None) -> None:

@@ -54,6 +54,7 @@ class ImageToImageModule(AdversarialModule):
     #: G maps images to images; a multimodal family sets True (see the module docstring).
     latent_input = False
     data_kinds = (DataKind.PAIRED,)
+    evaluation_output = "translations"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

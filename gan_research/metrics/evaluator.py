@@ -13,7 +13,11 @@ An *evaluator* measures a model on a dataset. The periodic evaluation callback
   (``num_samples``, ``feature_network``, and e.g. ``per_class``);
 - ``last_collapse_reasons``: why the last evaluation flagged a collapse (empty when it did not);
 - ``data_kinds``: the :class:`~gan_research.utils.data_spec.DataKind`s it scores, read from the
-  class alone so an entry point can say which metrics option fits a run.
+  class alone so an entry point can say which metrics option fits a run;
+- ``scores``: what it reads from the model, matched against the family's
+  ``evaluation_output``: ``samples`` (``sample_for_evaluation(n)`` → samples or (samples, labels):
+  noise → sample families) or ``translations`` (→ (input, output, target), or ``translate``:
+  image-to-image families). :func:`require_scores` refuses a mismatch before anything runs.
 
 An evaluator keeps no training state: everything it holds is rebuilt by ``prepare`` (the real
 side's statistics are cached on disk), so it adds nothing to checkpoints.
@@ -159,3 +163,20 @@ class MappedFeatures(nn.Module):
 
     def logits(self, x: Tensor) -> Tensor:
         return self.net.logits(self.fn(x))
+
+
+#: What a model's evaluation output is, as an evaluator's ``scores`` and a family's
+#: ``evaluation_output`` name it.
+SCORES = {"samples": "a generator's samples", "translations": "translations of input images"}
+
+
+def require_scores(evaluator: Any, module: Any, fix: str) -> None:
+    """Raise ConfigError when ``evaluator`` reads another kind of output than ``module`` makes
+    (``scores`` vs ``evaluation_output``; either undeclared: no check). ``fix`` says what fits."""
+    wanted, made = getattr(evaluator, "scores", None), getattr(module, "evaluation_output", None)
+    if wanted is None or made is None or wanted == made:
+        return
+    raise ConfigError(
+        f"{type(evaluator).__name__} scores {SCORES.get(wanted, wanted)}, but {type(module).__name__} "
+        f"makes {SCORES.get(made, made)}; {fix}"
+    )

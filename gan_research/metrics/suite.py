@@ -85,6 +85,8 @@ class MetricSuite:
     """
 
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.MIXTURE, DataKind.IMAGES, DataKind.STACKED)
+    #: What it reads from the model (``evaluator.require_scores``).
+    scores: ClassVar[str] = "samples"
 
     def __init__(
         self,

@@ -120,6 +120,8 @@ class TranslationMetrics:
     """
 
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.PAIRED, DataKind.UNPAIRED)
+    #: What it reads from the model (``evaluator.require_scores``).
+    scores: ClassVar[str] = "translations"
 
     def __init__(
         self,
