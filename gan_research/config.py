@@ -91,14 +91,16 @@ def _target_class(node: Any) -> Any:
         return None
 
 
-def dataset_options_of(kinds: Iterable[Any]) -> list[str]:
-    """Dataset options whose datamodule class declares one of ``kinds``."""
-    wanted = set(kinds)
-    return [
-        name
-        for name in group_options("dataset")
-        if set(getattr(_target_class(raw_option("dataset", name)), "kinds", ())) & wanted
-    ]
+def dataset_options_of(kinds: Iterable[Any], reading: Iterable[str] = ()) -> list[str]:
+    """Dataset options whose datamodule class declares one of ``kinds`` and whose config has the
+    keys ``reading`` (those a model reads: pix2pix's ``channels_a``, SRGAN's ``scale``)."""
+    wanted, needed = set(kinds), set(reading)
+    fitting = []
+    for name in group_options("dataset"):
+        node = raw_option("dataset", name)
+        if set(getattr(_target_class(node), "kinds", ())) & wanted and needed <= set(node.keys()):
+            fitting.append(name)
+    return fitting
 
 
 def model_options_for(kind: Any, dataset_keys: Iterable[str], labelled: bool = True) -> list[str]:

@@ -128,7 +128,7 @@ def _listing_fitting_options(cfg: DictConfig, spec: DataSpec) -> Any:
     try:
         yield
     except DataKindError as err:
-        datasets = dataset_options_of(err.kinds)
+        datasets = dataset_options_of(err.kinds, reading=dataset_keys_read(cfg.model))
         kinds = " or ".join(k.describe() for k in err.kinds)
         raise ConfigError(
             f"{err}. Valid: datasets of {kinds}: {', '.join(datasets) or 'none'}; "

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from gan_research.utils.jsonl_logger import read_records
+from tests.test_train import run_gan_train
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 STEPS = 15
 
 
-def _train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [
-        str(BIN / "gan-train"),
+def _args(run_dir: Path, *extra: str) -> list[str]:
+    return [
         "model=mlp",
         "dataset=ring8",
         "model.generator.hidden_dim=32",
@@ -39,6 +39,11 @@ def _train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
+
+
+def _train_ddp(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    # A process of its own: Lightning's DDP launcher starts rank 1 by running this command again.
+    cmd = [str(BIN / "gan-train"), *_args(run_dir, *extra)]
     env = {**os.environ, "WANDB_MODE": "offline"}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=run_dir.parent)
 
@@ -48,11 +53,12 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("recipe", ["non_saturating", "wgan_gp"])
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, recipe):
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, monkeypatch, recipe):
     one, two = tmp_path / "one", tmp_path / "two"
-    single = _train(one, f"recipe={recipe}", "dataset.batch_size=64")
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = _train(two, f"recipe={recipe}", "trainer=ddp", "trainer.devices=2", "dataset.batch_size=32")
+    # The one-process reference runs in process (the same entry point, no interpreter start).
+    single = _args(one, f"recipe={recipe}", "dataset.batch_size=64")
+    assert run_gan_train(monkeypatch, *single, cwd=tmp_path) == 0
+    ddp = _train_ddp(two, f"recipe={recipe}", "trainer=ddp", "trainer.devices=2", "dataset.batch_size=32")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     a, b = _weights(one), _weights(two)

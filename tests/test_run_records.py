@@ -19,6 +19,7 @@ from gan_research.errors import CheckpointError, ConfigError
 from gan_research.train import train
 from gan_research.utils.jsonl_logger import read_records
 from gan_research.utils.run_dir import RunLock
+from tests.conftest import TINY_SIZE, compose_config
 from tests.test_safe_loading import Payload
 
 MLP = ("model=mlp", "dataset=ring8")
@@ -45,9 +46,15 @@ def _drop_status(run: Path) -> None:
     (run / "metrics.jsonl").write_text("\n".join(r for r in lines if '"status"' not in r) + "\n")
 
 
-def test_last_checkpoint_holds_the_final_step(make_cfg):
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default tiny run (``make_cfg(*MLP)``), trained once for the tests that only read it."""
+    return train(compose_config([*TINY_SIZE, *MLP], tmp_path_factory.mktemp("finished") / "run"))["run_dir"]
+
+
+def test_last_checkpoint_holds_the_final_step(finished):
     # TINY saves every 2 steps; 3 is not a multiple of it (before: last.ckpt held step 2).
-    run = train(make_cfg(*MLP))["run_dir"]
+    run = finished
     assert _step(run / "checkpoints" / "last.ckpt") == 3
     assert _step(run / "checkpoints" / "step_0000002.ckpt") == 2
 
@@ -183,9 +190,9 @@ def test_resume_never_runs_a_planted_checkpoint(make_cfg, tmp_path, monkeypatch)
     assert not marker.exists()
 
 
-def test_a_finished_run_has_one_status_line_and_unversioned_checkpoints(make_cfg):
+def test_a_finished_run_has_one_status_line_and_unversioned_checkpoints(finished):
     """The record of a run that was never restarted: one status line, no ``last-v1.ckpt``."""
-    run = train(make_cfg(*MLP))["run_dir"]
+    run = finished
     statuses = [r for r in read_records(run / "metrics.jsonl") if "status" in r]
     assert [s["status"] for s in statuses] == ["finished"]
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 3

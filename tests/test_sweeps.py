@@ -1,12 +1,18 @@
 """Sweeps end to end, through the real command lines: Hydra multirun with the study's joblib
-launcher, failure tolerance, rerun skipping, Optuna, and the W&B agent's command."""
+launcher, failure tolerance, rerun skipping, Optuna, the W&B agent's command and submitit.
+
+``gan-train`` itself runs in process (its entry point with sys.argv, see
+tests/test_train.run_gan_train): importing torch and Lightning costs seconds per process. The
+processes a sweep starts are real: the joblib launcher's workers, submitit's controller and tasks
+(the task is signalled, as a cluster would)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
-import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +20,7 @@ import pytest
 import yaml
 
 from gan_research.utils.jsonl_logger import read_records
+from tests.test_train import run_gan_train
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -31,10 +38,31 @@ SHORT = [
 pytestmark = pytest.mark.slow
 
 
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "GAN_LOG_DIR": str(cwd), **env}
-    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
-    return proc
+@pytest.fixture
+def gan_train(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture, tmp_path: Path):
+    """``gan_train(*args, **env)`` -> (exit code, stdout, stderr): ``gan-train *args`` run in
+    process from tmp_path, with the environment the command would get (runs logged under tmp_path,
+    W&B offline) plus ``env``. capfd also sees what the launcher's worker processes print."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("GAN_LOG_DIR", str(tmp_path))
+
+    def run(*args: str, **env: str) -> tuple[int, str, str]:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        capfd.readouterr()
+        code = run_gan_train(monkeypatch, *args, cwd=tmp_path)
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    yield run
+    # The joblib launcher's workers (loky's reusable executor) would outlive the test, bound to
+    # its environment, working directory and captured output: stop them with it.
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def _status_lines(run_dir: Path) -> list[dict]:
@@ -49,12 +77,11 @@ def _job_dirs(sweep_dir: Path) -> dict[str, Path]:
     return dirs
 
 
-def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(tmp_path):
+def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(gan_train, tmp_path):
     """3 jobs of the study's sweep: one trains, one diverges (lr 1e6), one fails (lr NaN).
     The sweep finishes every job and exits 0; each outcome is in its metrics.jsonl.
     Rerun: the finished and diverged runs are skipped, the crashed one is tried again."""
     cmd = [
-        str(BIN / "gan-train"),
         "-m",
         "experiment=lr_balance_ring8",
         *SHORT,
@@ -63,8 +90,8 @@ def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(tmp_pat
         "schedule.lr_g=1e-3",
         "schedule.lr_d=1e-3,1e6,nan",
     ]
-    proc = _run(cmd, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, _out, err = gan_train(*cmd)
+    assert code == 0, err[-3000:]
     sweep = tmp_path / "sweeps" / "lr_balance_ring8"
     jobs = _job_dirs(sweep)
     assert set(jobs) == {"0.001", "1000000.0", "nan"}
@@ -81,36 +108,33 @@ def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(tmp_pat
     assert "recipe=wgan_gp" in jobs["0.001"].name
 
     finished_ckpt = (jobs["0.001"] / "checkpoints" / "last.ckpt").read_bytes()
-    again = _run(cmd, tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("skipping") + again.stderr.count("skipping") == 2
+    # The same command again (the launcher reuses its worker processes, as within a long sweep).
+    code, out, err = gan_train(*cmd)
+    assert code == 0, err[-3000:]
+    assert out.count("skipping") + err.count("skipping") == 2
     assert len(_status_lines(jobs["0.001"])) == 1
     assert len(_status_lines(jobs["1000000.0"])) == 1
     assert [s["status"] for s in _status_lines(jobs["nan"])] == ["failed", "failed"]
     assert (jobs["0.001"] / "checkpoints" / "last.ckpt").read_bytes() == finished_ckpt
 
 
-def test_optuna_search_two_trials(tmp_path):
-    proc = _run(
-        [
-            str(BIN / "gan-train"),
-            "-m",
-            "experiment=ring8_gan",
-            "hparams_search=ring8_optuna",
-            "hydra.sweeper.n_trials=2",
-            "hydra.sweeper.sampler.n_startup_trials=1",
-            "schedule.max_steps=20",
-            "metrics.every_n_steps=0",
-            "metrics.num_samples=500",
-            "model.generator.hidden_dim=16",
-            "model.discriminator.hidden_dim=16",
-            "logger=none",
-            "trainer.enable_progress_bar=false",
-            "hydra.sweep.dir=optuna",
-        ],
-        tmp_path,
+def test_optuna_search_two_trials(gan_train, tmp_path):
+    code, _out, err = gan_train(
+        "-m",
+        "experiment=ring8_gan",
+        "hparams_search=ring8_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        "schedule.max_steps=20",
+        "metrics.every_n_steps=0",
+        "metrics.num_samples=500",
+        "model.generator.hidden_dim=16",
+        "model.discriminator.hidden_dim=16",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "hydra.sweep.dir=optuna",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert code == 0, err[-3000:]
     result = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())
     assert result["name"] == "optuna"
     assert set(result["best_params"]) == {"schedule.lr_g", "schedule.lr_d"}
@@ -143,7 +167,7 @@ def _agent_command(sweep: dict, params: dict) -> list[str]:
     return command
 
 
-def test_wandb_agent_command_runs(tmp_path):
+def test_wandb_agent_command_runs(gan_train, tmp_path):
     sweep = yaml.safe_load((REPO / "experiments" / "lr_balance_ring8" / "sweep.yaml").read_text())
     # One parameter set of the grid, exactly as the agent would pass it.
     params = {"recipe": "non_saturating", "schedule.lr_g": 0.001, "schedule.lr_d": 0.003, "seed": 1}
@@ -151,15 +175,18 @@ def test_wandb_agent_command_runs(tmp_path):
     command = _agent_command(sweep, params)
     assert command[:3] == ["/usr/bin/env", "gan-train", "experiment=lr_balance_ring8"]
     assert command[-4:] == ["recipe=non_saturating", "schedule.lr_g=0.001", "schedule.lr_d=0.003", "seed=1"]
-    # The agent runs in its own environment; here the venv's gan-train must be the one on PATH.
+    # The agent runs in its own environment; here the venv's gan-train must be the one on PATH:
+    # `env` finds the console script of gan_research.train:main, which then runs in process.
+    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    assert Path(command[0]).is_file() and os.access(command[0], os.X_OK)
+    script = Path(shutil.which(command[1], path=path) or "")
+    assert script == BIN / "gan-train"
+    assert "from gan_research.train import main" in script.read_text()
     # A shorter budget through the study's own key, since the full job takes a minute.
-    proc = _run(
-        [*command, "study.max_steps.non_saturating=20", "metrics.num_samples=500"],
-        tmp_path,
-        WANDB_RUN_ID="abcd1234",
-        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    code, _out, err = gan_train(
+        *command[2:], "study.max_steps.non_saturating=20", "metrics.num_samples=500", WANDB_RUN_ID="abcd1234"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert code == 0, err[-3000:]
     run_dir = tmp_path / "outputs" / "sweeps" / "lr_balance_ring8_wandb" / "abcd1234"
     assert _status_lines(run_dir)[-1]["status"] == "finished"
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
@@ -188,13 +215,12 @@ def _submitit_task_pid(cwd: Path) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the task process through /proc")
-def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finishes(tmp_path):
+def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finishes(gan_train, tmp_path):
     """The cluster path (hydra-submitit-launcher through submitit's local executor) and its
     preemption: submitit's time-limit signal (SIGUSR2, sent by the local
     executor's controller as by SLURM) makes the job save last.ckpt, submitit requeues it, and
     the requeued job resumes from that checkpoint under resume=auto and finishes."""
     cmd = [
-        str(BIN / "gan-train"),
         "-m",
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
@@ -209,28 +235,29 @@ def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finish
         "trainer.enable_progress_bar=false",
         "hydra.sweep.dir=cluster",
     ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "GAN_LOG_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
     run_dir = tmp_path / "cluster" / "0"
-    try:
-        deadline = time.time() + 240
-        pid = None
+    signalled: list[int] = []
+
+    def send_the_time_limit_signal() -> None:
         # Wait until the job trains (a logged step), then send what the controller sends at the limit.
+        deadline = time.time() + 240
         while time.time() < deadline:
             if (run_dir / "metrics.jsonl").exists() and read_records(run_dir / "metrics.jsonl"):
                 pid = _submitit_task_pid(tmp_path)
                 if pid is not None:
-                    break
+                    os.kill(pid, signal.SIGUSR2)
+                    signalled.append(pid)
+                    return
             time.sleep(0.2)
-        assert pid is not None, "the submitit task never started training"
-        os.kill(pid, signal.SIGUSR2)
-        _, stderr = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
+
+    # gan-train (the launcher, which waits for its job) runs here; submitit's controller and the
+    # task it starts are processes of their own. Without the signal the job trains to the end.
+    signaller = threading.Thread(target=send_the_time_limit_signal, daemon=True)
+    signaller.start()
+    code, _out, err = gan_train(*cmd)
+    signaller.join(timeout=10)
+    assert signalled, "the submitit task never started training"
+    assert code == 0, err[-3000:]
     statuses = _status_lines(run_dir)
     assert [s["status"] for s in statuses] == ["interrupted", "finished"], statuses
     interrupted_at = statuses[0]["step"]
@@ -246,7 +273,7 @@ def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finish
     # status line, the checkpoint untouched). One test for both, as each submitit job is a fresh
     # process importing torch and Lightning.
     finished_ckpt = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
-    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-    assert again.returncode == 0, again.stderr[-3000:]
+    code, _out, err = gan_train(*cmd)
+    assert code == 0, err[-3000:]
     assert len(_status_lines(run_dir)) == 2
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == finished_ckpt

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from gan_research.errors import CheckpointError, ConfigError, DataError
+from gan_research.train import main as train_main
 from gan_research.train import train
 from gan_research.utils.jsonl_logger import final_status, read_records
 
@@ -200,31 +200,63 @@ def test_missing_resume_checkpoint(make_cfg, tmp_path):
         train(make_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "gan-train"
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+def run_gan_train(monkeypatch: pytest.MonkeyPatch, *args: str, cwd: Path | None = None) -> int:
+    """``gan-train *args`` in this process: the console script's entry point with ``sys.argv`` (and
+    the working directory, when given) as the script has them; returns the exit code the script
+    would have. Costs no interpreter start (seconds of importing torch and Lightning); the state a
+    run leaves behind (sys.argv, the working directory, Hydra's global state, torch's thread count
+    that ``threads=`` sets; logging handlers: conftest) is restored. The installed script itself
+    runs in test_resume, test_ddp and test_sweeps, where a separate process is what they test."""
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["gan-train", *args])
+    threads = torch.get_num_threads()
+    GlobalHydra.instance().clear()
+    try:
+        train_main()
+    except SystemExit as exited:
+        # As `sys.exit(main())` in the script, and the interpreter, turn the code into a status.
+        return 0 if exited.code is None else exited.code if isinstance(exited.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+        torch.set_num_threads(threads)
+    return 0
 
 
-@pytest.mark.slow
-def test_cli_bad_combination_gives_one_clear_error(tmp_path):
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture):
+    """``cli(*args, cwd=...)`` -> (exit code, stdout, stderr) of ``gan-train`` run in process;
+    capfd sees what the process would print."""
+
+    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+        capfd.readouterr()
+        code = run_gan_train(monkeypatch, *args, cwd=cwd)
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_cli_bad_combination_gives_one_clear_error(cli, tmp_path):
     run_dir = tmp_path / "run"
-    proc = _cli("model=dcgan", "dataset=ring8", f"hydra.run.dir={run_dir}", "logger=none", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "error: model=dcgan" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, _out, err = cli(
+        "model=dcgan", "dataset=ring8", f"hydra.run.dir={run_dir}", "logger=none", cwd=tmp_path
+    )
+    assert code == 2
+    assert "error: model=dcgan" in err
+    assert "Traceback" not in err
     assert_nothing_trained(run_dir)
 
 
-@pytest.mark.slow
-def test_cli_unknown_option_lists_valid_ones(tmp_path):
-    proc = _cli("loss=wasserstein", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: loss=wasserstein is not an option of loss; valid options:")
-    assert len(proc.stderr.splitlines()) == 1
+def test_cli_unknown_option_lists_valid_ones(cli, tmp_path):
+    code, _out, err = cli("loss=wasserstein", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert code == 2
+    assert err.startswith("error: loss=wasserstein is not an option of loss; valid options:")
+    assert len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
     for valid in ("hinge", "lsgan", "minimax", "non_saturating", "wgan", "wgan_gp"):
-        assert valid in proc.stderr
+        assert valid in err
 
 
 @pytest.mark.parametrize("recipe", ["non_saturating", "wgan_gp"])

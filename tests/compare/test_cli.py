@@ -1,4 +1,4 @@
-"""``gan-compare`` end to end: the Hydra app in a subprocess, and its config in process."""
+"""``gan-compare`` end to end: the console script in one subprocess, the rest in process."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from tests.compare.test_runs import fake_api
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "gan_research.compare.cli", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+    # The installed console script (what a user runs); `python -m` where it is not installed.
+    script = Path(sys.executable).with_name("gan-compare")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "gan_research.compare.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def _compose(*overrides: str) -> DictConfig:
@@ -30,6 +32,7 @@ def _compose(*overrides: str) -> DictConfig:
 
 
 def test_cli_writes_the_report_into_the_sweep_and_nothing_else(sweep: Path, tmp_path: Path) -> None:
+    # The module's one subprocess: the console script, with Hydra's real logging configuration.
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))

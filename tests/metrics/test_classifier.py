@@ -30,6 +30,7 @@ from gan_research.metrics.classifier import (
     state_dict_sha256,
     train_classifier,
 )
+from gan_research.metrics.classifier import main as classifier_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -211,12 +212,18 @@ def test_config_errors_are_ours(tmp_path: Path) -> None:
     assert not (tmp_path / "classifiers").exists()
 
 
+def _console_script(name: str, module: str) -> list[str]:
+    """The installed console script (what a user runs); ``python -m`` where it is not installed."""
+    script = Path(sys.executable).with_name(name)
+    return [str(script)] if script.is_file() else [sys.executable, "-m", module]
+
+
 @pytest.mark.slow
 def test_gan_classifier_command_writes_the_file(tmp_path: Path) -> None:
+    # The one subprocess of this module: the console script itself, with Hydra's app and logging.
     out = tmp_path / "sub" / "digits.pt"
-    # The console script runs main(); `python -m` runs the same function.
-    command = [sys.executable, "-m", "gan_research.metrics.classifier", "dataset=digits", f"out={out}"]
-    command += ["epochs=1", "width=4", f"hydra.run.dir={tmp_path / 'run'}"]
+    command = _console_script("gan-classifier", "gan_research.metrics.classifier")
+    command += ["dataset=digits", f"out={out}", "epochs=1", "width=4", f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -225,11 +232,19 @@ def test_gan_classifier_command_writes_the_file(tmp_path: Path) -> None:
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 
-@pytest.mark.slow
-def test_gan_classifier_bad_dataset_exits_with_one_line(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "gan_research.metrics.classifier", "dataset=ring8"]
-    command += [f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert "error: dataset 'ring8' is not an image dataset" in proc.stderr
+def test_gan_classifier_bad_dataset_exits_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    # In process: the entry point (Hydra's app) with sys.argv as the console script sets it; the
+    # subprocess above already proves the script. capfd sees what the process would print.
+    argv = ["dataset=ring8", f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", ["gan-classifier", *argv])
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            classifier_main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert exited.value.code == 2
+    assert "error: dataset 'ring8' is not an image dataset" in capfd.readouterr().err
