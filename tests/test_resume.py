@@ -23,7 +23,7 @@ from tests.test_train import run_gan_train
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
-STEPS = 300
+STEPS = 150
 
 
 def _args(run_dir: Path, *extra: str) -> list[str]:
@@ -99,7 +99,7 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, monkeypatch):
     proc = subprocess.Popen(
         _command(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    _wait_for_step(killed, 170, proc)
+    _wait_for_step(killed, 90, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert (killed / "checkpoints" / "last.ckpt").is_file()
@@ -111,7 +111,7 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, monkeypatch):
 
     ref, res = _losses(reference), _losses(killed)
     # The resumed process logged every step after its checkpoint, with the uninterrupted run's values.
-    resumed_from = max(s for s in range(0, 171, 50))
+    resumed_from = max(s for s in range(0, 91, 50))
     later = [s for s in ref if s >= resumed_from]
     assert later and all(res[s] == ref[s] for s in later), [
         (s, res[s], ref[s]) for s in later if res[s] != ref[s]
@@ -130,14 +130,14 @@ def test_stop_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatc
     extra = ("callbacks.model_checkpoint.every_n_train_steps=1000", "logger=none")
     cmd = _command(run, *extra)
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(run, 60, proc)
+    _wait_for_step(run, 40, proc)
     proc.send_signal(sig)
     proc.wait(timeout=120)
     status = [r for r in read_records(run / "metrics.jsonl") if "status" in r]
     assert status and status[-1]["status"] == "interrupted", status
     assert status[-1]["reason"] == sig.name
     stopped_at = status[-1]["step"]
-    assert 60 <= stopped_at < STEPS
+    assert 40 <= stopped_at < STEPS
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == stopped_at
 
     # The same command again, in process (the signal went to the process above).
