@@ -383,6 +383,11 @@ def evaluate_checkpoint(
     model = _instantiate(cfg.model, "model", source, allowed=allowed_targets)
     state = _load_state(ckpt_path, model)
     datamodule = _instantiate(cfg.dataset, "dataset", source, allowed=allowed_targets)
+    # As in training: the model checked against its data, and what it holds that reads the data
+    # (a perceptual network's domain classifier) bound to it, before anything is scored.
+    check_data = getattr(model, "check_data", None)
+    if check_data is not None:
+        check_data(datamodule)
     node = _metrics_node(cfg, metrics, settings or {}, run_dir)
     model_name = str(cfg.model.get("_target_", type(model).__name__)).rsplit(".", 1)[-1]
     evaluator = build_evaluator(

@@ -321,3 +321,24 @@ def test_model_style_transfer_under_the_default_metrics_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="metrics=style_transfer"):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_gan_eval_binds_the_model_to_its_data_before_scoring(trained, monkeypatch):
+    # A perceptual network that reads the data (perceptual=classifier) is bound in check_data;
+    # gan-eval must call it as training does, or style_terms would find it unbound.
+    from gan_research.evaluate import evaluate_run
+
+    seen = []
+    original = FeedForwardStyleTransfer.check_data
+
+    def spy(self, datamodule):
+        seen.append(datamodule.spec.name)
+        return original(self, datamodule)
+
+    monkeypatch.setattr(FeedForwardStyleTransfer, "check_data", spy)
+    scores = evaluate_run(
+        trained["run_dir"] / "checkpoints" / "last.ckpt",
+        ["device=cpu", "metrics=style_transfer", "metrics.num_samples=8"],
+    )
+    assert seen == ["digits"]
+    assert set(scores) == {"val/content_loss", "val/style_loss", "val/tv"}
