@@ -38,6 +38,7 @@ from gan_research.data.translation import (
     TranslationDataset,
     _check_derived,
     _check_root,
+    check_digit_split,
     digit_images,
     digit_splits,
     jitter_draws,
@@ -139,19 +140,7 @@ class DigitsSuperResolutionDataModule(_SuperResolution):
             batches_per_step=batches_per_step,
             seed=seed,
         )
-        if (
-            isinstance(val_fraction, bool)
-            or not isinstance(val_fraction, (int, float))
-            or not 0.0 < val_fraction <= 0.5
-        ):
-            raise ConfigError(
-                f"{self.name}: dataset.val_fraction={val_fraction!r} is invalid: expected a number in "
-                "(0, 0.5], the share of the 1797 digits held out for validation (e.g. 0.1)"
-            )
-        self.val_fraction = float(val_fraction)
-        if isinstance(split_seed, bool) or not isinstance(split_seed, int):
-            raise ConfigError(f"{self.name}: dataset.split_seed must be an integer, got {split_seed!r}")
-        self.split_seed = split_seed
+        self.val_fraction, self.split_seed = check_digit_split(self.name, val_fraction, split_seed)
 
     @property
     def domain(self) -> Domain:

@@ -711,6 +711,22 @@ def edge_map(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (mask - eroded) * 2 - 1
 
 
+def check_digit_split(owner: str, val_fraction: Any, split_seed: Any) -> tuple[float, int]:
+    """The held-out share of the digits (in (0, 0.5]) and the split's seed, checked."""
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, (int, float))
+        or not 0.0 < val_fraction <= 0.5
+    ):
+        raise ConfigError(
+            f"{owner}: dataset.val_fraction={val_fraction!r} is invalid: expected a number in "
+            "(0, 0.5], the share of the 1797 digits held out for validation (e.g. 0.1)"
+        )
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
+        raise ConfigError(f"{owner}: dataset.split_seed must be an integer, got {split_seed!r}")
+    return float(val_fraction), split_seed
+
+
 def digit_splits(n: int, val_fraction: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(train, val)`` positions: a permutation seeded by ``split_seed``, its first
     ``max(2, round(val_fraction * n))`` entries held out; each set in the permutation's order."""
@@ -753,19 +769,7 @@ class _DigitsTranslation(TranslationDataModule):
                 raise ConfigError(
                     f"{self.name}: dataset.{key}={value!r} is invalid; the digits are grey: valid: 1"
                 )
-        if (
-            isinstance(val_fraction, bool)
-            or not isinstance(val_fraction, (int, float))
-            or not 0.0 < val_fraction <= 0.5
-        ):
-            raise ConfigError(
-                f"{self.name}: dataset.val_fraction={val_fraction!r} is invalid: expected a number in "
-                "(0, 0.5], the share of the 1797 digits held out for validation (e.g. 0.1)"
-            )
-        self.val_fraction = float(val_fraction)
-        if isinstance(split_seed, bool) or not isinstance(split_seed, int):
-            raise ConfigError(f"{self.name}: dataset.split_seed must be an integer, got {split_seed!r}")
-        self.split_seed = split_seed
+        self.val_fraction, self.split_seed = check_digit_split(self.name, val_fraction, split_seed)
 
     #: Maps a B image into the digits classifier's input (see :attr:`domain`).
     digit_view: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda x: x)

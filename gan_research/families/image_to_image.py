@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError, DataError
-from gan_research.families.base import AdversarialModule, require_attributes
+from gan_research.families.base import AdversarialModule, DiscriminatorLoss, require_attributes
 from gan_research.utils.data_spec import DataKind
 from gan_research.utils.images import grid_rows
 
@@ -81,6 +81,36 @@ class ImageToImageModule(AdversarialModule):
             raise ConfigError(
                 f"dataset '{spec.name}' has pairs of shapes {a_shape} -> {b_shape}, but model.generator "
                 f"maps {g_in} -> {g_out}; set the networks' channels and image_size to the dataset's"
+            )
+
+    # ------------------------------------------------------------------- step
+    def critic_chunks(self, *batch: Tensor) -> list[tuple[Tensor, ...]]:
+        """The step's batch split into ``schedule.n_critic`` parts, one per D update (the G update
+        takes the last); the datamodule yields ``batch_size * n_critic`` pairs."""
+        n_critic = self.schedule.n_critic
+        if batch[0].shape[0] % n_critic != 0:
+            raise RuntimeError(
+                f"a training batch of {batch[0].shape[0]} pairs cannot be split into n_critic={n_critic} "
+                "D batches; the datamodule must yield batch_size * n_critic pairs"
+            )
+        return list(zip(*(t.chunk(n_critic) for t in batch), strict=True))
+
+    def unconditional_discriminator_step(self, real: Tensor, fake: Tensor, opt_d: Any) -> dict[str, Tensor]:
+        """One update of a D that judges B images alone (SRGAN's HR images, a style's patches):
+        ``real`` against ``fake`` (no gradient to G), with the schedule's label flips, instance
+        noise, label smoothing and regularisers."""
+        real, fake = self.flip_labels(real, fake)
+        real, fake = self.add_instance_noise(real), self.add_instance_noise(fake)
+        with self.optimizer_phase(opt_d):
+            real_scores = self.discriminator(real)
+            fake_scores = self.discriminator(fake)
+            d_adv = self.objective.adversarial.discriminator_loss(
+                real_scores, fake_scores, real_target=1.0 - self.schedule.label_smoothing
+            )
+            penalties = self.discriminator_regularization(self.discriminator, real, fake)
+            d_loss = d_adv + sum(penalties.values()) if penalties else d_adv
+            return self.discriminator_update(
+                opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, penalties)
             )
 
     # -------------------------------------------------------------- inference

@@ -138,13 +138,7 @@ class Pix2Pix(ImageToImageModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         a_all, b_all = batch[0], batch[1]
         opt_g, opt_d = self.optimizers()
-        n_critic = self.schedule.n_critic
-        if a_all.shape[0] % n_critic != 0:
-            raise RuntimeError(
-                f"a training batch of {a_all.shape[0]} pairs cannot be split into n_critic={n_critic} "
-                "D batches; the datamodule must yield batch_size * n_critic pairs"
-            )
-        chunks = list(zip(a_all.chunk(n_critic), b_all.chunk(n_critic), strict=True))
+        chunks = self.critic_chunks(a_all, b_all)
         logs: dict[str, Tensor] = {}
         for a, b in chunks[:-1]:
             with torch.no_grad():

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.families.base import DiscriminatorLoss, GeneratorLoss
+from gan_research.families.base import GeneratorLoss
 from gan_research.families.image_to_image import ImageToImageModule
 from gan_research.losses.perceptual import PerceptualLoss
 from gan_research.utils.images import resize_bicubic
@@ -160,41 +160,19 @@ class SRGAN(ImageToImageModule):
                 logs = self.generator_update(opt_g, GeneratorLoss(content, {"content": content}))
             self.finish_step(logs, batch_size=lr_all.shape[0])
             return
-        n_critic = self.schedule.n_critic
-        if lr_all.shape[0] % n_critic != 0:
-            raise RuntimeError(
-                f"a training batch of {lr_all.shape[0]} pairs cannot be split into n_critic={n_critic} "
-                "D batches; the datamodule must yield batch_size * n_critic pairs"
-            )
-        chunks = list(zip(lr_all.chunk(n_critic), hr_all.chunk(n_critic), strict=True))
+        chunks = self.critic_chunks(lr_all, hr_all)
         logs: dict[str, Tensor] = {}
         for lr, hr in chunks[:-1]:
             with torch.no_grad():
                 sr = self.generator(lr)
-            logs.update(self.discriminator_step(hr, sr, opt_d))
+            logs.update(self.unconditional_discriminator_step(hr, sr, opt_d))
         lr, hr = chunks[-1]
         # One forward for both phases: D learns from the detached output, then G is scored by
         # the updated D on that same output.
         sr = self.generator(lr)
-        logs.update(self.discriminator_step(hr, sr.detach(), opt_d))
+        logs.update(self.unconditional_discriminator_step(hr, sr.detach(), opt_d))
         logs.update(self.generator_step(hr, sr, opt_g))
         self.finish_step(logs, batch_size=lr.shape[0])
-
-    def discriminator_step(self, hr: Tensor, sr: Tensor, opt_d: Any) -> dict[str, Tensor]:
-        """One D update: real HR images against G's outputs (``sr`` carries no gradient)."""
-        real, fake = self.flip_labels(hr, sr)
-        real, fake = self.add_instance_noise(real), self.add_instance_noise(fake)
-        with self.optimizer_phase(opt_d):
-            real_scores = self.discriminator(real)
-            fake_scores = self.discriminator(fake)
-            d_adv = self.objective.adversarial.discriminator_loss(
-                real_scores, fake_scores, real_target=1.0 - self.schedule.label_smoothing
-            )
-            penalties = self.discriminator_regularization(self.discriminator, real, fake)
-            d_loss = d_adv + sum(penalties.values()) if penalties else d_adv
-            return self.discriminator_update(
-                opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, penalties)
-            )
 
     def generator_step(self, hr: Tensor, sr: Tensor, opt_g: Any) -> dict[str, Tensor]:
         """One G update on eq. 3: content + adversarial_weight · adversarial (D frozen by the toggle)."""

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.families.base import DiscriminatorLoss, GeneratorLoss
+from gan_research.families.base import GeneratorLoss
 from gan_research.families.image_to_image import ImageToImageModule
 from gan_research.losses.perceptual import PerceptualLoss, StyleLoss, total_variation
 from gan_research.utils.data_spec import DataKind, require_kind
@@ -191,7 +191,8 @@ class FeedForwardStyleTransfer(ImageToImageModule):
         content = batch[0]
         opt_g, opt_d = self.optimizers()
         stylised = self.generator(content)
-        logs = self.discriminator_step(self.style_batch(content.shape[0]), stylised.detach(), opt_d)
+        style = self.style_batch(content.shape[0])
+        logs = self.unconditional_discriminator_step(style, stylised.detach(), opt_d)
         with self.optimizer_phase(opt_g):
             terms = self.style_terms(content, stylised)
             scores = self.discriminator(self.add_instance_noise(stylised))
@@ -205,23 +206,6 @@ class FeedForwardStyleTransfer(ImageToImageModule):
             logs.update(self.generator_update(opt_g, GeneratorLoss(loss, {**terms, "adv": adv})))
         self.finish_step(logs, batch_size=content.shape[0])
 
-    def discriminator_step(self, style: Tensor, stylised: Tensor, opt_d: Any) -> dict[str, Tensor]:
-        """One D update: patches of the style image (real) against stylised images (fake)."""
-        real, fake = self.flip_labels(style, stylised)
-        real, fake = self.add_instance_noise(real), self.add_instance_noise(fake)
-        with self.optimizer_phase(opt_d):
-            real_scores = self.discriminator(real)
-            fake_scores = self.discriminator(fake)
-            d_adv = self.objective.adversarial.discriminator_loss(
-                real_scores, fake_scores, real_target=1.0 - self.schedule.label_smoothing
-            )
-            penalties = self.discriminator_regularization(self.discriminator, real, fake)
-            d_loss = d_adv + sum(penalties.values()) if penalties else d_adv
-            return self.discriminator_update(
-                opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, penalties)
-            )
-
-    # ------------------------------------------------------------------- grids
     def grid_columns(self, a: Tensor, b: Tensor) -> list[Tensor]:
         """style | content | stylised (``b``, the content images' labels, is not shown)."""
         style = self.style_image.cpu()[None].expand(a.shape[0], -1, -1, -1)
