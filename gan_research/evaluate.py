@@ -36,7 +36,6 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
@@ -53,6 +52,7 @@ from gan_research.config import CONFIG_DIR, metrics_options
 from gan_research.errors import CheckpointError, ConfigError, GanResearchError, exit_with_error, user_error_in
 from gan_research.metrics.evaluator import Evaluator, describe, require_scores, spec_of
 from gan_research.utils.data_spec import DataKind
+from gan_research.utils.devices import resolve_device
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.safe_config import (
     ALLOWED_TARGET_PREFIXES,
@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "eval"
 _USAGE = "gan-eval run_dir=outputs/runs/<name>/<time> [checkpoint=last.ckpt] [metrics=default]"
-_DEVICE_CHOICES = "auto, cpu, cuda, cuda:<index>, mps"
 _ABSENT = object()
 
 
@@ -82,26 +81,6 @@ def _as_text(value: Any, key: str, example: str) -> str:
     if value is None or isinstance(value, (bool, DictConfig, ListConfig, list, dict)) or str(value) == "":
         raise ConfigError(f"{key}={value!r} is invalid: expected a path, e.g. {key}={example}")
     return str(value)
-
-
-def resolve_device(device: Any) -> torch.device:
-    """``device`` (auto, cpu, cuda, cuda:N, mps) as a torch device that exists on this machine."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(device))
-    except (RuntimeError, TypeError, ValueError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device={device!r} is invalid; valid: {_DEVICE_CHOICES}")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device={device} is not available here ({torch.cuda.device_count()} CUDA devices); "
-            "use device=cpu or device=auto"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device=mps is not available here; use device=cpu or device=auto")
-    return dev
 
 
 def _check_seed(seed: Any) -> int:

@@ -62,6 +62,7 @@ from gan_research.losses.style_transfer import (
     check_schedule,
     optimize_image,
 )
+from gan_research.utils.devices import resolve_device
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.images import convert_channels
 from gan_research.utils.safe_config import checked_node
@@ -71,7 +72,6 @@ _USAGE = "gan-stylize content=<image file | digit:<index>> style=<image file | s
 _DIGIT = "digit:"
 _NUM_DIGITS = 1797
 _DIGIT_SIZE = 8
-_DEVICE_CHOICES = "auto, cpu, cuda, cuda:<index>, mps"
 # The learning rate when lr=null: L-BFGS's strong-Wolfe line search scales its step itself (1 is
 # its natural unit step); Adam's step is about lr per pixel, so 0.05 of the [-1, 1] range.
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
@@ -154,30 +154,6 @@ def load_style(spec: Any, size: int, channels: int, seed: int) -> tuple[Tensor, 
         f"style={text} is neither a procedural style nor an image file; styles: {', '.join(names)} "
         "(or give the path of an image file)"
     )
-
-
-def resolve_device(device: Any) -> torch.device:
-    """``device`` (auto, cpu, cuda, cuda:N, mps) as a torch device that exists on this machine.
-
-    (The same rule as ``gan-eval``'s; copied rather than imported, as entry points do not import
-    each other.)
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(device))
-    except (RuntimeError, TypeError, ValueError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device={device!r} is invalid; valid: {_DEVICE_CHOICES}")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device={device} is not available here ({torch.cuda.device_count()} CUDA devices); "
-            "use device=cpu or device=auto"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device=mps is not available here; use device=cpu or device=auto")
-    return dev
 
 
 def _positive_int(cfg: DictConfig, key: str, minimum: int = 1) -> int:
