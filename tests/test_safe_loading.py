@@ -182,7 +182,7 @@ def test_a_planted_checkpoint_does_not_run(tmp_path: Path, marker: Path) -> None
         # The reproduction, verbatim.
         {"_target_": "torch.load", "f": "EVIL", "weights_only": False},
         # The same function reached through a module of ours that imports torch.
-        {"_target_": "gan_research.evaluate.torch.load", "f": "EVIL", "weights_only": False},
+        {"_target_": "gan_research.train.torch.load", "f": "EVIL", "weights_only": False},
         # A target built from a string at resolution time, after a check of the raw file.
         {"_target_": "gan_research.networks.mlp.MLPGenerator", "x": "${oc.create:'{_target_: torch.load}'}"},
     ],
@@ -201,7 +201,7 @@ def test_a_run_config_cannot_instantiate_code_outside_the_allow_list(
         (run / ".hydra" / "config.yaml").write_text(text)
     torch.save({"state_dict": {}, "global_step": 0}, run / "checkpoints" / "last.ckpt")
     with pytest.raises(
-        DisallowedTargetError, match=r"model(\.x)?\._target_='(gan_research\.evaluate\.)?torch\.load'"
+        DisallowedTargetError, match=r"model(\.x)?\._target_='(gan_research\.train\.)?torch\.load'"
     ):
         evaluate_checkpoint(run, "last.ckpt", METRICS, device="cpu")
     assert not marker.exists()
