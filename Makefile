@@ -42,9 +42,10 @@ bench: $(STAMP) ## benchmarks: framework vs plain-PyTorch throughput, and the ev
 	$(BIN)/python -m gan_research.bench.eval_cost --cases default ring8_wgan_gp stacked_digits_dcgan
 
 # One worker per core (pytest-xdist): most of the suite's time is end-to-end runs in subprocesses.
-# PYTEST_ARGS="-n 0" runs it in one process.
+# Tests go to the workers one at a time, slow ones first (tests/conftest.py orders them), so no
+# worker is left with a queue of long runs at the end. PYTEST_ARGS="-n 0" runs it in one process.
 test: $(STAMP) ## run the test suite (CPU, offline, parallel workers)
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check gan_research tests

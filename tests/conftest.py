@@ -49,6 +49,15 @@ def compose_config(overrides: list[str], output_dir: Path, *, tiny: bool = True)
     return cfg
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests (end-to-end runs, commands in a process of their own) first, the rest in their
+    usual order. With `make test`'s one-test-at-a-time scheduling (--maxschedchunk 1) that is
+    longest-first scheduling: the minute-long runs overlap the many short tests instead of being
+    left to one worker at the end while the other idles. Stable, so every worker collects the
+    same order (pytest-xdist requires it)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path):
     """Factory: make_cfg("model=mlp", "dataset=ring8") -> composed tiny config in tmp_path/run."""
@@ -79,3 +88,47 @@ def _restore_logging_handlers():
         lg.handlers[:] = handlers
         lg.setLevel(level)
         lg.propagate = propagate
+
+
+@pytest.fixture(scope="session")
+def digits_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits domain classifier as a run trains it when its data directory has none
+    (``metrics.evaluator.domain_classifier``, the defaults of ``gan-classifier dataset=digits``),
+    trained once per test session: parallel workers share it through a lock in pytest's common
+    base directory, so the ~9 CPU-seconds of training are not paid by every module that scores
+    digits. Tests that need training itself (accuracy, the command) still train."""
+    from filelock import FileLock
+
+    from gan_research.data.digits import DigitsDataModule
+    from gan_research.metrics.classifier import default_classifier_path
+    from gan_research.metrics.evaluator import domain_classifier
+
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is <session root>/popen-gwN: the root is common to all.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    data_dir = shared / "shared-data"
+    path = default_classifier_path(data_dir, "digits", 32)
+    data_dir.mkdir(exist_ok=True)
+    with FileLock(str(data_dir / "digits-classifier.lock")):
+        if not path.is_file():
+            spec = DigitsDataModule(image_size=32).spec
+            domain_classifier(spec.domain, 32, data_dir=data_dir)
+    assert path.is_file()
+    return path
+
+
+@pytest.fixture(scope="session")
+def seed_digits_classifier(digits_classifier_file: Path):
+    """``seed_digits_classifier(data_dir)`` puts the session's digits classifier where a run with
+    ``paths.data_dir=data_dir`` looks for it, as if an earlier run had trained it there."""
+    import shutil
+
+    from gan_research.metrics.classifier import default_classifier_path
+
+    def seed(data_dir: Path) -> Path:
+        target = default_classifier_path(data_dir, "digits", 32)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(digits_classifier_file, target)
+        return target
+
+    return seed

@@ -91,10 +91,13 @@ class ContractProbe(Callback):
 
 
 @pytest.fixture(scope="module")
-def shared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared_data(tmp_path_factory: pytest.TempPathFactory, seed_digits_classifier) -> Path:
     """One data directory for the module: the digits classifier and FID statistics are cached
-    once and shared by every experiment's gan-eval, as they are across a user's runs."""
-    return tmp_path_factory.mktemp("contract-data")
+    once and shared by every experiment's gan-eval, as they are across a user's runs (the
+    classifier comes from the test session's, trained once)."""
+    data_dir = tmp_path_factory.mktemp("contract-data")
+    seed_digits_classifier(data_dir)
+    return data_dir
 
 
 def _compose(experiment: str, run_dir: Path, data_dir: Path, *extra: str) -> Any:

@@ -174,12 +174,11 @@ def test_experiment_runs_a_few_steps(make_cfg, experiment):
 
 
 @pytest.fixture(scope="module")
-def digits_classifier():
-    from gan_research.data.digits import DigitsDataModule
-    from gan_research.metrics.classifier import train_classifier
+def digits_classifier(digits_classifier_file):
+    from gan_research.metrics.classifier import load_classifier
 
-    model, accuracy = train_classifier(DigitsDataModule(image_size=32), seed=0, device="cpu")
-    assert accuracy > 0.95
+    model = load_classifier(digits_classifier_file, dataset="digits")
+    assert model.test_accuracy > 0.95
     return model
 
 

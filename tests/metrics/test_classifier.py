@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[DomainClassifier, float, float]:
-    """The digits classifier, trained once for this module: (model, test accuracy, seconds)."""
-    started = time.perf_counter()
-    # The defaults of `gan-classifier dataset=digits`.
-    model, accuracy = train_classifier(DigitsDataModule(image_size=32), seed=0, device="cpu")
-    return model, accuracy, time.perf_counter() - started
+def trained(digits_classifier_file: Path) -> tuple[DomainClassifier, float]:
+    """The digits classifier with the defaults of `gan-classifier dataset=digits`, trained once for
+    the test session (conftest) and read back from its file: (model, test accuracy)."""
+    model = load_classifier(digits_classifier_file, dataset="digits")
+    return model, model.test_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +50,13 @@ def digits() -> torch.Tensor:
 
 
 def test_reaches_95_percent_on_held_out_digits(trained) -> None:
-    _, accuracy, seconds = trained
-    print(f"digits classifier: test accuracy {accuracy:.4f} in {seconds:.1f} s")
+    _, accuracy = trained
+    print(f"digits classifier: test accuracy {accuracy:.4f}")
     assert accuracy >= 0.95
 
 
 def test_feature_network_interface(trained, digits) -> None:
-    model, _, _ = trained
+    model, _ = trained
     assert (model.name, model.channels, model.image_size, model.num_classes) == ("digits", 1, 32, 10)
     features, logits = model(digits), model.logits(digits)
     assert features.shape == (64, model.num_features) and logits.shape == (64, 10)
@@ -66,7 +64,7 @@ def test_feature_network_interface(trained, digits) -> None:
 
 
 def test_stays_in_eval_mode_when_a_parent_trains(trained, digits) -> None:
-    model, _, _ = trained
+    model, _ = trained
     parent = torch.nn.Sequential(model)
     parent.train()
     assert not model.training and not model.dropout.training
@@ -74,7 +72,7 @@ def test_stays_in_eval_mode_when_a_parent_trains(trained, digits) -> None:
 
 
 def test_other_sizes_and_channels_are_converted(trained, digits) -> None:
-    model, _, _ = trained
+    model, _ = trained
     small = F.interpolate(digits, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
     upsized = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
     assert model(small).shape == (64, model.num_features)
@@ -85,13 +83,13 @@ def test_other_sizes_and_channels_are_converted(trained, digits) -> None:
 
 
 def test_uint8_input_is_refused(trained) -> None:
-    model, _, _ = trained
+    model, _ = trained
     with pytest.raises(ValueError, match=r"float images in \[-1, 1\]"):
         model(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
 
 
 def test_save_load_roundtrip_gives_identical_logits(trained, digits, tmp_path: Path) -> None:
-    model, accuracy, _ = trained
+    model, accuracy = trained
     path = default_classifier_path(tmp_path, "digits", 32)
     checksum = save_classifier(model, path, accuracy, "digits", {"epochs": 8})
     assert path == tmp_path / "classifiers" / "digits_32.pt" and path.is_file()
@@ -107,7 +105,7 @@ def test_save_load_roundtrip_gives_identical_logits(trained, digits, tmp_path: P
 
 
 def test_checksum_is_deterministic_and_sees_every_weight(trained) -> None:
-    model, _, _ = trained
+    model, _ = trained
     state = {k: v.clone() for k, v in model.state_dict().items()}
     assert state_dict_sha256(state) == state_dict_sha256(dict(reversed(list(state.items()))))
     before = state_dict_sha256(state)
@@ -116,7 +114,7 @@ def test_checksum_is_deterministic_and_sees_every_weight(trained) -> None:
 
 
 def test_tampered_weights_fail_the_checksum(trained, tmp_path: Path) -> None:
-    model, accuracy, _ = trained
+    model, accuracy = trained
     path = tmp_path / "digits_32.pt"
     save_classifier(model, path, accuracy, "digits")
     checkpoint = torch.load(path, weights_only=True)
@@ -165,7 +163,7 @@ def test_unlabelled_or_2d_data_and_bad_arguments_are_config_errors() -> None:
 
 
 def test_count_stacked_modes_agrees_with_labels(trained) -> None:
-    model, _, _ = trained
+    model, _ = trained
     dm = StackedDigitsDataModule(num_samples=200, seed=5)
     dm.setup()
     x, y = dm.train_set[list(range(200))]

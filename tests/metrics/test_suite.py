@@ -53,9 +53,12 @@ def test_mixture_suite_on_real_and_collapsed_samplers():
 
 
 @pytest.fixture(scope="module")
-def digits_suite(tmp_path_factory):
+def digits_suite(tmp_path_factory, seed_digits_classifier):
     dm = DigitsDataModule(image_size=32)
     data_dir = tmp_path_factory.mktemp("data")
+    # The classifier a first run trains into its data directory (conftest trains it once per
+    # session, through the same domain_classifier call the suite makes when the file is missing).
+    seed_digits_classifier(data_dir)
     suite = MetricSuite(num_samples=1000, data_dir=str(data_dir), kid_subsets=10, is_splits=2)
     suite.prepare(dm)
     return dm, suite, data_dir
