@@ -66,6 +66,7 @@ from gan_research.utils.devices import resolve_device
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.images import convert_channels
 from gan_research.utils.safe_config import checked_node
+from gan_research.utils.validation import check_int_at_least
 
 CONFIG_NAME = "stylize"
 _USAGE = "gan-stylize content=<image file | digit:<index>> style=<image file | style name> out=<file.png>"
@@ -154,13 +155,6 @@ def load_style(spec: Any, size: int, channels: int, seed: int) -> tuple[Tensor, 
         f"style={text} is neither a procedural style nor an image file; styles: {', '.join(names)} "
         "(or give the path of an image file)"
     )
-
-
-def _positive_int(cfg: DictConfig, key: str, minimum: int = 1) -> int:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}={value!r} is invalid: expected an integer >= {minimum}")
-    return value
 
 
 def _output_path(value: Any, key: str, suffixes: Sequence[str] | None = None) -> Path:
@@ -304,14 +298,14 @@ def prepare(cfg: DictConfig, choice: str) -> Request:
     if len(set(paths)) != len(paths):
         given = ", ".join(f"{k}={p}" for k, p in named.items() if p is not None)
         raise ConfigError(f"{given}: each output must be a different file")
-    size = _positive_int(cfg, "size")
+    size = check_int_at_least("", "size", cfg.get("size"), 1, form="override")
     channels = cfg.get("channels")
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ConfigError(f"channels={channels!r} is invalid: expected 1 (grey) or 3 (RGB)")
     style_seed = cfg.get("style_seed")
     if isinstance(style_seed, bool) or not isinstance(style_seed, int):
         raise ConfigError(f"style_seed={style_seed!r} is invalid: expected an integer")
-    strip_iterates = _positive_int(cfg, "strip_iterates", minimum=0)
+    strip_iterates = check_int_at_least("", "strip_iterates", cfg.get("strip_iterates"), 0, form="override")
     threads = cfg.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads={threads!r} is invalid: expected null or an integer >= 1")

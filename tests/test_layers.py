@@ -20,7 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"errors", "utils"},
     # networks read published weights files through utils/weights.py (perceptual feature networks).
     "networks": {"errors", "utils"},
-    "losses": {"errors"},
+    # losses check their arguments with utils/validation.py.
+    "losses": {"errors", "utils"},
     # metrics read data (the domain classifier's training set); families never import metrics.
     "metrics": {"errors", "utils", "config", "data"},
     "families": {"errors", "utils", "networks", "losses"},

@@ -1,6 +1,7 @@
 """``gan-compare``: read the runs of a sweep, label their stability, write a comparison report."""
 
-from gan_research.compare.report import heatmap_table, stability_table, write_report
+from gan_research.compare.report.page import write_report
+from gan_research.compare.report.tables import heatmap_table, stability_table
 from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs, param
 from gan_research.compare.stability import LABELS, StabilityRules, label_run
 

@@ -26,7 +26,8 @@ from hydra.main import get_args_parser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from gan_research.compare.report import Tradeoff, skipped_lines_note, write_report
+from gan_research.compare.report.page import skipped_lines_note, write_report
+from gan_research.compare.report.tradeoff import Tradeoff
 from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs
 from gan_research.compare.stability import StabilityRules
 from gan_research.config import CONFIG_DIR

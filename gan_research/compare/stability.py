@@ -21,6 +21,7 @@ import numpy as np
 
 from gan_research.compare.runs import RUNNING, RunRecord, param
 from gan_research.errors import ConfigError
+from gan_research.utils.validation import check_int_at_least
 
 LABELS = ("converged", "oscillating", "diverged", "collapsed", "failed", "running")
 
@@ -59,8 +60,7 @@ class StabilityRules:
     def __post_init__(self) -> None:
         if not 0 < self.window <= 1:
             raise ConfigError(f"rules.window must be in (0, 1], got {self.window}")
-        if isinstance(self.smooth, bool) or not isinstance(self.smooth, int) or self.smooth < 1:
-            raise ConfigError(f"rules.smooth must be an integer >= 1, got {self.smooth!r}")
+        check_int_at_least("rules", "smooth", self.smooth, 1, form="key")
         for name in ("max_abs_loss", "eps", "max_relative_oscillation", "max_metric_swing"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"rules.{name} must be >= 0, got {getattr(self, name)}")

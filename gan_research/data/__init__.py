@@ -11,13 +11,9 @@ from gan_research.data.torchvision_datasets import (
     MNISTDataModule,
     TorchvisionDataModule,
 )
-from gan_research.data.translation import (
-    DigitsEdgesDataModule,
-    DigitsInvertedDataModule,
-    PairedFolderDataModule,
-    TranslationDataModule,
-    UnpairedFolderDataModule,
-)
+from gan_research.data.translation.base import TranslationDataModule
+from gan_research.data.translation.digits import DigitsEdgesDataModule, DigitsInvertedDataModule
+from gan_research.data.translation.folders import PairedFolderDataModule, UnpairedFolderDataModule
 
 __all__ = [
     "CIFAR10DataModule",

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from gan_research.errors import ConfigError, DataError
+from gan_research.utils import validation
 from gan_research.utils.data_spec import TRANSLATION_KINDS, DataKind, DataSpec, Domain
 
 # Images are resized in chunks so resizing 60k MNIST digits never holds a float copy
@@ -152,13 +153,6 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(chunks)
 
 
-def check_positive_int(name: str, value: Any, owner: str) -> int:
-    """Return ``value`` if it is a positive int, else raise ConfigError naming ``owner.name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{owner}.{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def check_channels(value: Any, owner: str) -> int:
     """Return ``value`` if it is 1 (grey) or 3 (RGB), else raise ConfigError."""
     if value not in (1, 3) or isinstance(value, bool):
@@ -196,11 +190,11 @@ class GANDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         owner = "dataset"
-        self.batch_size = check_positive_int("batch_size", batch_size, owner)
-        self.batches_per_step = check_positive_int("batches_per_step", batches_per_step, owner)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError(f"dataset.num_workers must be an integer >= 0, got {num_workers!r}")
-        self.num_workers = num_workers
+        self.batch_size = validation.check_positive_int(owner, "batch_size", batch_size, form="key")
+        self.batches_per_step = validation.check_positive_int(
+            owner, "batches_per_step", batches_per_step, form="key"
+        )
+        self.num_workers = validation.check_int_at_least(owner, "num_workers", num_workers, 0, form="key")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"dataset.seed must be an integer, got {seed!r}")
         self.seed = seed

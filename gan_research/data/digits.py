@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from gan_research.data.base import (
-    GANDataModule,
-    InMemoryDataset,
-    check_channels,
-    check_positive_int,
-    resize_images,
-)
+from gan_research.data.base import GANDataModule, InMemoryDataset, check_channels, resize_images
 from gan_research.errors import ConfigError
 from gan_research.utils.images import convert_channels
+from gan_research.utils.validation import check_positive_int
 
 _NATIVE_SIZE = 8
 _MAX_PIXEL = 16.0
@@ -58,7 +53,7 @@ class DigitsDataModule(GANDataModule):
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, batches_per_step=batches_per_step, seed=seed
         )
-        self.image_size = check_positive_int("image_size", image_size, self.name)
+        self.image_size = check_positive_int(self.name, "image_size", image_size, form="key")
         self.channels = check_channels(channels, self.name)
         if (
             isinstance(test_fraction, bool)

@@ -24,14 +24,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gan_research.data.base import (
-    GANDataModule,
-    InMemoryDataset,
-    check_channels,
-    check_positive_int,
-    uint8_to_signed_unit,
-)
+from gan_research.data.base import GANDataModule, InMemoryDataset, check_channels, uint8_to_signed_unit
 from gan_research.errors import ConfigError, DataError
+from gan_research.utils.validation import check_positive_int
 
 DEFAULT_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "webp")
 
@@ -111,7 +106,7 @@ class ImageFolderDataModule(GANDataModule):
                 f"image_folder: dataset.root must be the path of a folder of images, got {root!r}"
             )
         self.root = Path(root).expanduser()
-        self.image_size = check_positive_int("image_size", image_size, self.name)
+        self.image_size = check_positive_int(self.name, "image_size", image_size, form="key")
         self.channels = check_channels(channels, self.name)
         if isinstance(extensions, str):
             extensions = [extensions]

@@ -13,15 +13,10 @@ import math
 
 import torch
 
-from gan_research.data.base import GANDataModule, InMemoryDataset, check_positive_int
+from gan_research.data.base import GANDataModule, InMemoryDataset
 from gan_research.errors import ConfigError
 from gan_research.utils.data_spec import DataKind
-
-
-def _check_positive_float(name: str, value: float, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{owner}.{name} must be a positive number, got {value!r}")
-    return float(value)
+from gan_research.utils.validation import check_positive_float, check_positive_int
 
 
 class GaussianMixture2D(GANDataModule):
@@ -51,8 +46,8 @@ class GaussianMixture2D(GANDataModule):
             raise ConfigError(
                 f"{name}: dataset.dim={dim!r} is invalid; the mixtures are 2-D points: valid: 2"
             )
-        self.std = _check_positive_float("std", std, name)
-        self.num_samples = check_positive_int("num_samples", num_samples, name)
+        self.std = check_positive_float(name, "std", std, form="key")
+        self.num_samples = check_positive_int(name, "num_samples", num_samples, form="key")
         self.modes = torch.as_tensor(modes, dtype=torch.float32)
         if self.modes.ndim != 2 or self.modes.shape[1] != 2 or len(self.modes) == 0:
             raise ConfigError(
@@ -94,8 +89,8 @@ class RingMixture(GaussianMixture2D):
         seed: int = 0,
         dim: int = 2,
     ) -> None:
-        check_positive_int("num_modes", num_modes, "ring")
-        radius = _check_positive_float("radius", radius, "ring")
+        check_positive_int("ring", "num_modes", num_modes, form="key")
+        radius = check_positive_float("ring", "radius", radius, form="key")
         name = f"ring{num_modes}"
         angles = 2 * math.pi * torch.arange(num_modes, dtype=torch.float64) / num_modes
         modes = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
@@ -131,8 +126,8 @@ class GridMixture(GaussianMixture2D):
         seed: int = 0,
         dim: int = 2,
     ) -> None:
-        check_positive_int("grid_size", grid_size, "grid")
-        spacing = _check_positive_float("spacing", spacing, "grid")
+        check_positive_int("grid", "grid_size", grid_size, form="key")
+        spacing = check_positive_float("grid", "spacing", spacing, form="key")
         name = f"grid{grid_size * grid_size}"
         axis = (torch.arange(grid_size, dtype=torch.float64) - (grid_size - 1) / 2) * spacing
         xs, ys = torch.meshgrid(axis, axis, indexing="ij")

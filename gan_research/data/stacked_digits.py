@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from gan_research.data.base import GANDataModule, InMemoryDataset, check_positive_int
+from gan_research.data.base import GANDataModule, InMemoryDataset
 from gan_research.data.digits import DigitsDataModule
 from gan_research.errors import ConfigError
 from gan_research.utils.data_spec import DataKind, Domain
+from gan_research.utils.validation import check_positive_int
 
 NUM_MODES = 1000
 
@@ -45,8 +46,8 @@ class StackedDigitsDataModule(GANDataModule):
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, batches_per_step=batches_per_step, seed=seed
         )
-        self.image_size = check_positive_int("image_size", image_size, self.name)
-        self.num_samples = check_positive_int("num_samples", num_samples, self.name)
+        self.image_size = check_positive_int(self.name, "image_size", image_size, form="key")
+        self.num_samples = check_positive_int(self.name, "num_samples", num_samples, form="key")
         # Accepted (and only as 3) because networks read ${dataset.channels} from every image dataset.
         if channels != 3 or isinstance(channels, bool):
             raise ConfigError(

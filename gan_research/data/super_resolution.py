@@ -31,27 +31,21 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gan_research.data.base import ConfigError, DataError, check_channels, check_positive_int
+from gan_research.data.base import ConfigError, DataError, check_channels
 from gan_research.data.digits import DigitsDataModule
-from gan_research.data.translation import (
-    TranslationDataModule,
-    TranslationDataset,
-    _check_derived,
-    _check_root,
-    check_digit_split,
-    digit_images,
-    digit_splits,
-    jitter_draws,
-    list_images,
-)
+from gan_research.data.translation.base import TranslationDataModule, TranslationDataset
+from gan_research.data.translation.digits import check_digit_split, digit_images, digit_splits
+from gan_research.data.translation.folders import _check_derived, _check_root, list_images
+from gan_research.data.translation.jitter import jitter_draws
 from gan_research.utils.data_spec import DataKind, Domain
 from gan_research.utils.images import resize_bicubic
+from gan_research.utils.validation import check_positive_int
 
 log = logging.getLogger(__name__)
 
 #: Scale factors the datamodules make (those SRResNet's ×2 sub-pixel blocks can undo).
 SCALES = (2, 4, 8)
-# Jitter streams of the folder dataset (see translation.jitter_draws).
+# Jitter streams of the folder dataset (see translation.jitter.jitter_draws).
 _TOP, _LEFT, _FLIP = 11, 12, 13
 
 
@@ -275,7 +269,7 @@ class SuperResolutionFolderDataModule(_SuperResolution):
         self.train_dir, self.val_dir = str(train_dir), str(val_dir)
         self.lr_root = None if lr_root is None else Path(str(lr_root)).expanduser()
         self.lr_suffix = str(lr_suffix or "")
-        self.max_val_images = check_positive_int("max_val_images", max_val_images, self.name)
+        self.max_val_images = check_positive_int(self.name, "max_val_images", max_val_images, form="key")
 
     def _files(self, split: str) -> tuple[list[Path], list[Path] | None]:
         layout = f"HR images under {self.root}/{self.train_dir} and {self.root}/{self.val_dir}"

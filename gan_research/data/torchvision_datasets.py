@@ -19,15 +19,10 @@ import torch
 from torchvision import datasets
 from torchvision.datasets import VisionDataset
 
-from gan_research.data.base import (
-    GANDataModule,
-    InMemoryDataset,
-    check_channels,
-    check_positive_int,
-    resize_images,
-)
+from gan_research.data.base import GANDataModule, InMemoryDataset, check_channels, resize_images
 from gan_research.errors import ConfigError, DataError
 from gan_research.utils.images import convert_channels
+from gan_research.utils.validation import check_positive_int
 
 
 class TorchvisionDataModule(GANDataModule):
@@ -63,7 +58,7 @@ class TorchvisionDataModule(GANDataModule):
         # Only a path is stored here: the disk is first touched in prepare_data/setup.
         self.root = Path(root).expanduser()
         size = self.native_size if image_size is None else image_size
-        self.image_size = check_positive_int("image_size", size, self.name)
+        self.image_size = check_positive_int(self.name, "image_size", size, form="key")
         self.channels = check_channels(self.native_channels if channels is None else channels, self.name)
         if not isinstance(download, bool):
             raise ConfigError(f"{self.name}: dataset.download must be true or false, got {download!r}")

@@ -19,6 +19,7 @@ from torch import Tensor
 from gan_research.errors import ConfigError
 from gan_research.families.cgan import ConditionalGAN
 from gan_research.families.gan import LossTerms
+from gan_research.utils.validation import check_positive_float
 
 
 class ACGAN(ConditionalGAN):
@@ -32,9 +33,7 @@ class ACGAN(ConditionalGAN):
 
     def __init__(self, *args: Any, class_weight: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(class_weight, bool) or not isinstance(class_weight, (int, float)) or class_weight <= 0:
-            raise ConfigError(f"model.class_weight must be a positive number, got {class_weight!r}")
-        self.class_weight = float(class_weight)
+        self.class_weight = check_positive_float("model", "class_weight", class_weight, form="key")
 
     def check_network_classes(self) -> None:
         have_g = getattr(self.generator, "num_classes", None)

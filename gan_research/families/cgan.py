@@ -24,6 +24,7 @@ from torch import Tensor
 from gan_research.errors import ConfigError
 from gan_research.families.gan import GAN
 from gan_research.utils.data_spec import DataKind
+from gan_research.utils.validation import check_int_at_least
 
 # Columns of the class-conditional sample grid: one fixed latent per column, a row per class.
 GRID_COLUMNS = 8
@@ -42,9 +43,7 @@ class ConditionalGAN(GAN):
 
     def __init__(self, *args: Any, num_classes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ConfigError(f"model.num_classes must be an integer >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_int_at_least("model", "num_classes", num_classes, 2, form="key")
         self.check_network_classes()
 
     def check_network_classes(self) -> None:

@@ -43,6 +43,7 @@ from torch import Tensor
 from gan_research.errors import ConfigError
 from gan_research.families.gan import GAN, LossTerms
 from gan_research.utils.data_spec import DataKind
+from gan_research.utils.validation import check_int_at_least
 
 # Columns (categorical) / rows (continuous) of the traversal grids: one fixed (z, codes) each.
 GRID_LATENTS = 8
@@ -86,8 +87,7 @@ class InfoGAN(GAN):
                 f"model.categorical={categorical!r} is invalid: expected a list of category counts, "
                 "each an integer >= 2 (e.g. [10]; [] for none)"
             )
-        if isinstance(continuous, bool) or not isinstance(continuous, int) or continuous < 0:
-            raise ConfigError(f"model.continuous={continuous!r} is invalid: expected an integer >= 0")
+        check_int_at_least("model", "continuous", continuous, 0, form="override")
         if not categorical and continuous == 0:
             raise ConfigError(
                 "InfoGAN needs at least one latent code: model.categorical=[] and model.continuous=0"

@@ -34,6 +34,7 @@ from gan_research.errors import ConfigError
 from gan_research.families.gan import GAN, LossTerms
 from gan_research.networks.progan import resolution_stage, stage_resolution
 from gan_research.utils.data_spec import DataKind
+from gan_research.utils.validation import check_int_at_least
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,7 @@ class GrowthSchedule:
                 f"model.growth.start_resolution must be a power of two >= 4 (4, 8, 16, ...), got {r!r}"
             )
         for key, low in (("steps_per_phase", 1), ("fade_steps", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"model.growth.{key} must be an integer >= {low}, got {value!r}")
+            check_int_at_least("model.growth", key, getattr(self, key), low, form="key")
 
     @classmethod
     def create(cls, growth: GrowthSchedule | Mapping[str, Any]) -> GrowthSchedule:

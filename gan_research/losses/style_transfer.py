@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
 from gan_research.losses.perceptual import gram_matrix, total_variation
+from gan_research.utils.validation import check_positive_int
 
 OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("noise", "content")
@@ -318,8 +319,7 @@ def check_schedule(
     Raises:
         ConfigError: naming the bad value and the valid ones.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps={steps!r} is invalid: expected a positive integer")
+    check_positive_int("", "steps", steps, form="override")
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"optimizer={optimizer!r} is invalid; valid: {', '.join(OPTIMIZERS)}")
     if init not in INITS:

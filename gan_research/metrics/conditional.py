@@ -31,14 +31,9 @@ from torchmetrics import Metric
 
 from gan_research.errors import ConfigError
 from gan_research.metrics.fid import _mean_cov, frechet_distance
+from gan_research.utils.validation import check_int_at_least
 
 __all__ = ["ConditionalClassAccuracy", "IntraClassFID"]
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_labels(labels: Tensor, num_classes: int, num_rows: int, what: str) -> Tensor:
@@ -95,7 +90,7 @@ class ConditionalClassAccuracy(Metric):
 
     def __init__(self, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.num_classes = _check_positive_int("num_classes", num_classes)
+        self.num_classes = check_int_at_least("", "num_classes", num_classes, 1, form="key")
         self.add_state("correct", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -171,8 +166,8 @@ class IntraClassFID(Metric):
 
     def __init__(self, num_classes: int, num_features: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.num_classes = _check_positive_int("num_classes", num_classes)
-        self.num_features = _check_positive_int("num_features", num_features)
+        self.num_classes = check_int_at_least("", "num_classes", num_classes, 1, form="key")
+        self.num_features = check_int_at_least("", "num_features", num_features, 1, form="key")
         k, d = num_classes, num_features
         self.add_state("fake_count", torch.zeros(k, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("fake_sum", torch.zeros(k, d, dtype=torch.float64), dist_reduce_fx="sum")

@@ -127,12 +127,12 @@ def domain_classifier(
 
     The datamodule it trains on is the domain's to build; this function only asks for it.
     """
-    from gan_research.metrics.classifier import (
+    from gan_research.metrics.classifier.checkpoint import (
         default_classifier_path,
         load_classifier,
         save_classifier,
-        train_classifier,
     )
+    from gan_research.metrics.classifier.training import train_classifier
 
     path = Path(classifier_path or default_classifier_path(data_dir, domain.name, image_size))
     if not path.is_file() and train_if_missing:

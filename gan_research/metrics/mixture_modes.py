@@ -30,6 +30,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from gan_research.errors import ConfigError
+from gan_research.utils.validation import check_positive_float, check_positive_int
 
 
 class _Mixture(Protocol):
@@ -94,9 +95,8 @@ class MixtureModes(Metric):
         modes = torch.as_tensor(modes, dtype=torch.float64).detach().cpu()
         if modes.ndim != 2 or len(modes) == 0 or modes.shape[1] == 0:
             raise ConfigError(f"modes must be a non-empty (num_modes, dim) tensor, got {tuple(modes.shape)}")
-        for name, value in (("std", std), ("threshold_std", threshold_std)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        std = check_positive_float("", "std", std, form="key")
+        threshold_std = check_positive_float("", "threshold_std", threshold_std, form="key")
         # A plain attribute, not a buffer: Metric.half()/.float() would round a buffer, and the
         # mode positions must stay exact for the 3σ test. Moved to the samples' device in update().
         self._modes = modes
@@ -177,8 +177,7 @@ class ClassHistogram(Metric):
         self, num_classes: int, data_distribution: Tensor | Sequence[float] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+        check_positive_int("", "num_classes", num_classes, form="key")
         if data_distribution is None:
             reference = torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)
         else:

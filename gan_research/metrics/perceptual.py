@@ -1,6 +1,6 @@
 """Perceptual features and distances that need the metrics' machinery.
 
-- :class:`ClassifierFeatures`: the framework's own domain classifier (``metrics/classifier.py``)
+- :class:`ClassifierFeatures`: the framework's own domain classifier (``metrics/classifier/``)
   as a feature network for perceptual losses (``perceptual=classifier``), the offline choice on
   data that declares a domain (digits and their translation tasks): no ImageNet weights, and
   features of the data's own domain. It follows ``networks/perceptual.py``'s FeatureExtractor

@@ -35,6 +35,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from gan_research.errors import ConfigError
+from gan_research.utils.validation import check_positive_int
 
 # Distances held in memory at once per block (float64: 8 bytes each → 128 MiB).
 _CHUNK_ELEMENTS = 2**24
@@ -145,8 +146,7 @@ class _KNNManifoldMetric(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        check_positive_int("", "k", k, form="key")
         if not isinstance(reset_real_features, bool):
             raise ConfigError(f"reset_real_features must be a bool, got {reset_real_features!r}")
         if max_samples is not None and (

@@ -394,7 +394,7 @@ class MetricSuite:
             if self.kind is DataKind.MIXTURE:
                 self.modes.update(x)
             if self.kind is DataKind.STACKED:
-                from gan_research.metrics.classifier import count_stacked_modes
+                from gan_research.metrics.classifier.modes import count_stacked_modes
 
                 modes = count_stacked_modes(self.mode_classifier, self.view(x.clamp(-1, 1)))
                 self.stacked_modes.update(modes)

@@ -28,7 +28,7 @@ from torch.nn.utils.parametrizations import spectral_norm as sn
 
 from gan_research.errors import ConfigError
 from gan_research.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
-from gan_research.networks.layers import check_positive_int
+from gan_research.utils.validation import check_positive_int
 
 CONDITIONINGS = ("concat", "projection")
 

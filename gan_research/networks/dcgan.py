@@ -17,12 +17,8 @@ import itertools
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import (
-    apply_spectral_norm,
-    check_fraction,
-    check_positive_int,
-    dcgan_weights_init,
-)
+from gan_research.networks.layers import apply_spectral_norm, dcgan_weights_init
+from gan_research.utils.validation import check_fraction, check_positive_int
 
 # Side of the first (generator) / last (discriminator) feature map. 4 is the reference;
 # 7 gives the MNIST family (28 = 7·2²) without resizing the data.

@@ -1,4 +1,4 @@
-"""Blocks shared by several architectures: DCGAN initialisation, optional spectral norm, argument checks.
+"""Blocks shared by several architectures: DCGAN initialisation and optional spectral norm.
 
 Only code that more than one network file needs lives here; everything specific to
 one architecture stays in that architecture's file.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
-
-from gan_research.errors import ConfigError
 
 # Layers whose weight is a linear map; the ones spectral normalisation constrains.
 _LINEAR_MAPS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
@@ -47,22 +45,3 @@ def apply_spectral_norm(network: nn.Module) -> nn.Module:
         if isinstance(module, _LINEAR_MAPS):
             spectral_norm(module)
     return network
-
-
-def check_positive_int(owner: str, name: str, value: object) -> int:
-    """Return ``value`` if it is an int >= 1, else raise ConfigError naming ``owner.name``."""
-    # bool is an int subclass; `spectral_norm: true` landing in a width would be a config typo.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{owner}: {name} must be a positive integer, got {value!r}.")
-    return value
-
-
-def check_fraction(owner: str, name: str, value: object) -> float:
-    """Return ``value`` if it is a number in [0, 1), else raise ConfigError naming ``owner.name``.
-
-    Used for LeakyReLU slopes and dropout rates; 1 would make the activation linear or
-    drop every unit, which is never what a config means.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{owner}: {name} must be a number in [0, 1), got {value!r}.")
-    return float(value)

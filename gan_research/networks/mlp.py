@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gan_research.networks.layers import apply_spectral_norm, check_fraction, check_positive_int
+from gan_research.networks.layers import apply_spectral_norm
+from gan_research.utils.validation import check_fraction, check_positive_int
 
 
 class MLPGenerator(nn.Module):

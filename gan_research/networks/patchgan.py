@@ -18,7 +18,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import apply_spectral_norm, check_positive_int
+from gan_research.networks.layers import apply_spectral_norm
+from gan_research.utils.validation import check_positive_int
 
 NORMS = ("batch", "instance", "none")
 

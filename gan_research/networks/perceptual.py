@@ -96,7 +96,7 @@ class FeatureExtractor(nn.Module):
         return self.train(False)
 
     def train(self, mode: bool = True) -> FeatureExtractor:
-        # Like metrics/classifier.py's DomainClassifier.freeze: a parent LightningModule calls
+        # Like metrics/classifier/network.py's DomainClassifier.freeze: a parent LightningModule calls
         # train(True) every epoch, and dropout or batch-norm statistics must not move the features.
         return super().train(mode and not self._frozen)
 

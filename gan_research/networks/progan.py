@@ -26,28 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_research.errors import ConfigError
-from gan_research.networks.layers import check_fraction, check_positive_int
 from gan_research.networks.progan_layers import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,
     PixelNorm,
 )
-
-
-def check_image_size(owner: str, image_size: object) -> int:
-    """``image_size`` must be a power of two >= 4 (the networks grow from 4x4 by doubling)."""
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, int)
-        or image_size < 4
-        or image_size & (image_size - 1)
-    ):
-        raise ConfigError(
-            f"{owner}: image_size must be a power of two >= 4 (4, 8, 16, 32, ..., 1024), got {image_size!r}."
-        )
-    return image_size
+from gan_research.utils.validation import check_fraction, check_image_size, check_positive_int
 
 
 def stage_resolution(stage: int) -> int:
@@ -70,7 +55,7 @@ class _Growing(nn.Module):
     """What G and D share: the stage bookkeeping and the checks of ``stage`` / ``alpha``."""
 
     def _init_sizes(self, owner: str, image_size: int, channels: int, fmap_base: int, fmap_max: int) -> None:
-        self.image_size = check_image_size(owner, image_size)
+        self.image_size = check_image_size(owner, image_size, smallest=4)
         self.channels = check_positive_int(owner, "channels", channels)
         check_positive_int(owner, "fmap_base", fmap_base)
         check_positive_int(owner, "fmap_max", fmap_max)

@@ -27,15 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import check_positive_int
+from gan_research.utils.validation import check_positive_float, check_positive_int
 
 HE_GAIN = math.sqrt(2.0)
-
-
-def _check_lr_multiplier(owner: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{owner}: lr_multiplier must be a positive number, got {value!r}.")
-    return float(value)
 
 
 class EqualizedLinear(nn.Module):
@@ -62,7 +56,7 @@ class EqualizedLinear(nn.Module):
         super().__init__()
         check_positive_int("EqualizedLinear", "in_features", in_features)
         check_positive_int("EqualizedLinear", "out_features", out_features)
-        self.lr_multiplier = _check_lr_multiplier("EqualizedLinear", lr_multiplier)
+        self.lr_multiplier = check_positive_float("EqualizedLinear", "lr_multiplier", lr_multiplier)
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / self.lr_multiplier)
@@ -105,7 +99,7 @@ class EqualizedConv2d(nn.Module):
         check_positive_int("EqualizedConv2d", "out_channels", out_channels)
         check_positive_int("EqualizedConv2d", "kernel_size", kernel_size)
         check_positive_int("EqualizedConv2d", "stride", stride)
-        self.lr_multiplier = _check_lr_multiplier("EqualizedConv2d", lr_multiplier)
+        self.lr_multiplier = check_positive_float("EqualizedConv2d", "lr_multiplier", lr_multiplier)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size

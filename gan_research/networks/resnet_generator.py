@@ -21,8 +21,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import check_positive_int
 from gan_research.networks.patchgan import NORMS, norm_layer, translation_weights_init
+from gan_research.utils.validation import check_positive_int
 
 PADDING_TYPES = ("reflect", "replicate", "zero")
 # Two stride-2 convolutions, undone exactly by two stride-2 transposed ones.

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import apply_spectral_norm, check_positive_int
+from gan_research.networks.layers import apply_spectral_norm
+from gan_research.utils.validation import check_positive_int
 
 _BASE_SIDE = 4  # side of G's first and D's last feature map, as in SN-GAN and SAGAN
 _MAX_IMAGE_SIZE = 256

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import check_fraction, check_positive_int
+from gan_research.utils.validation import check_fraction, check_positive_int
 
 IMAGE_SIZE = 28
 CHANNELS = 1

@@ -23,7 +23,8 @@ import math
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import apply_spectral_norm, check_positive_int
+from gan_research.networks.layers import apply_spectral_norm
+from gan_research.utils.validation import check_positive_int
 
 #: Scale factors the generator can make: one ×2 sub-pixel block per factor of 2.
 SCALES = (2, 4, 8)

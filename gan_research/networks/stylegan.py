@@ -49,13 +49,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import check_positive_int
 from gan_research.networks.progan_layers import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,
     PixelNorm,
 )
+from gan_research.utils.validation import check_image_size, check_positive_int
 
 VERSIONS = (1, 2)
 NOISE_MODES = ("random", "const", "none")
@@ -69,20 +69,6 @@ LRELU_SLOPE = 0.2
 # StyleGAN2's activation gain: a demodulated conv has unit-variance outputs, the lrelu halves
 # their second moment, sqrt(2) restores it (official bias_act ``def_gain``).
 LRELU_GAIN = math.sqrt(2.0)
-
-
-def check_image_size(owner: str, image_size: object) -> int:
-    """``image_size`` if it is a power of two in [32, 1024], else a ConfigError naming the valid ones."""
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, int)
-        or image_size not in SUPPORTED_IMAGE_SIZES
-    ):
-        raise ConfigError(
-            f"{owner}: image_size={image_size!r} is not supported: expected a power of two from "
-            f"{MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}, one of {list(SUPPORTED_IMAGE_SIZES)}."
-        )
-    return image_size
 
 
 def feature_channels(resolution: int, fmap_base: int, fmap_max: int) -> int:
@@ -463,7 +449,7 @@ class StyleGANGenerator(nn.Module):
     ) -> None:
         super().__init__()
         owner = "StyleGANGenerator"
-        check_image_size(owner, image_size)
+        check_image_size(owner, image_size, smallest=MIN_IMAGE_SIZE, largest=MAX_IMAGE_SIZE)
         check_positive_int(owner, "channels", channels)
         check_positive_int(owner, "fmap_base", fmap_base)
         check_positive_int(owner, "fmap_max", fmap_max)
@@ -553,7 +539,7 @@ class StyleGAN2Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         owner = "StyleGAN2Discriminator"
-        check_image_size(owner, image_size)
+        check_image_size(owner, image_size, smallest=MIN_IMAGE_SIZE, largest=MAX_IMAGE_SIZE)
         check_positive_int(owner, "channels", channels)
         check_positive_int(owner, "fmap_base", fmap_base)
         check_positive_int(owner, "fmap_max", fmap_max)

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
-from gan_research.networks.layers import check_positive_int
 from gan_research.networks.patchgan import NORMS, norm_layer, translation_weights_init
+from gan_research.utils.validation import check_positive_int
 
 # The reference's fixed levels: outermost (ngf), 2ngf, 4ngf, 8ngf, and the innermost 8ngf block.
 MIN_NUM_DOWNS = 5

@@ -122,9 +122,9 @@ def test_runs_differing_in_a_default_group_are_named_by_their_option(
 
 
 def test_file_names_are_bounded_sanitised_and_distinct() -> None:
-    names = report._FileNames()
+    names = report.page._FileNames()
     long = names.name("samples", "tags=" + "a/b " * 200)
-    assert len(long) <= report._MAX_NAME + 4 and long.endswith(".png") and "/" not in long
+    assert len(long) <= report.page._MAX_NAME + 4 and long.endswith(".png") and "/" not in long
     assert names.name("samples", "tags=" + "a/b " * 200) == long  # stable for the same text
     assert names.name("curves", "val/fid") == "curves_val_fid.png"
     # Two texts that sanitise alike keep separate files.
@@ -137,7 +137,7 @@ def test_a_failure_midway_leaves_no_half_report(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(36, "File name too long")
 
-    monkeypatch.setattr(report, "plot_samples", broken)
+    monkeypatch.setattr(report.page, "plot_samples", broken)
     out = tmp_path / "new" / "deeper" / "report"
     with pytest.raises(OSError, match="File name too long"):
         report.write_report(load_runs(sweep), out, x="schedule.lr_g", y=None, metrics=[], curves=[])

@@ -60,7 +60,7 @@ def sr_sweep(root: Path, *, bicubic: bool = True) -> Path:
 @pytest.fixture(autouse=True)
 def _no_sample_grids(monkeypatch: pytest.MonkeyPatch) -> None:
     # The sample grids are test_report.py's; drawing them here would only slow these tests down.
-    monkeypatch.setattr(report, "plot_samples", lambda *args, **kwargs: None)
+    monkeypatch.setattr(report.page, "plot_samples", lambda *args, **kwargs: None)
 
 
 def _report(tmp_path: Path, tradeoff: Tradeoff = PLANE, *, bicubic: bool = True) -> Path:
@@ -161,7 +161,9 @@ def test_points_are_the_final_values_and_the_baseline_needs_both_metrics(tmp_pat
 
 def test_report_without_baseline_and_off_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[report.TradeoffPoints] = []
-    monkeypatch.setattr(report, "plot_tradeoff", lambda points, *args, **kwargs: drawn.append(points))
+    monkeypatch.setattr(
+        report.tradeoff, "plot_tradeoff", lambda points, *args, **kwargs: drawn.append(points)
+    )
     section = _section(_report(tmp_path, bicubic=False).read_text())
     assert len(drawn) == 1 and drawn[0].baseline is None and "bicubic" not in section
     # Off (the default): no section, no figure.
