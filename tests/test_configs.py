@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf.errors import ConfigKeyError
 
@@ -18,6 +18,7 @@ from gan_research.families.base import AdversarialModule
 from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective
 from gan_research.train import build
+from gan_research.utils.weights import WeightsFileMissing
 
 CONF = Path(CONFIG_DIR)
 
@@ -62,13 +63,30 @@ def test_every_model_option_is_trained_by_an_experiment(experiment_models):
     assert not untrained, f"model options without an experiment in conf/experiment/: {untrained}"
 
 
+def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 @pytest.mark.parametrize("model", options("model"))
 def test_model_networks_instantiate_on_their_own(make_cfg, experiment_models, model):
     """Each network config is instantiable by itself (as a user's script or notebook would), with
-    the data of the first experiment that trains the model."""
-    experiment = min(e for e, m in experiment_models.items() if m == model)
-    cfg = make_cfg(f"experiment={experiment}", "model.width=8")
-    module = instantiate(cfg.model)
+    the data of the first experiment that trains the model and needs no file this machine lacks
+    (an experiment with its paper's published feature network, e.g. VGG19 weights, is skipped)."""
+    for experiment in sorted(e for e, m in experiment_models.items() if m == model):
+        cfg = make_cfg(f"experiment={experiment}", "model.width=8")
+        try:
+            module = instantiate(cfg.model)
+        except InstantiationException as err:
+            if _caused_by(err, WeightsFileMissing):
+                continue
+            raise
+        break
+    else:
+        pytest.skip(f"every experiment training model={model} needs a weights file not on this machine")
     assert isinstance(module, AdversarialModule)
     g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
     assert type(g) is type(module.generator) and type(d) is type(module.discriminator)
