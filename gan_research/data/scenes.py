@@ -32,6 +32,8 @@ resolution (not resized), so a training crop looks like a validation scene.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -120,7 +122,17 @@ def _patterns(labels: torch.Tensor) -> torch.Tensor:
 
 def make_scenes(num_scenes: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``num_scenes`` scenes at ``size`` px from ``seed``: (label ids int16 (N, 1, s, s), images
-    uint8 (N, 3, s, s)). Deterministic: the same arguments give the same scenes on every machine."""
+    uint8 (N, 3, s, s)). Deterministic: the same arguments give the same scenes on every machine.
+
+    Drawn once per process and copied on later calls (a few seconds for the 4000 training scenes:
+    a run builds its datamodule more than once, for training and for ``gan-eval``, and so do tests).
+    """
+    labels, images = _make_scenes(num_scenes, size, seed)
+    return labels.clone(), images.clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _make_scenes(num_scenes: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     n = num_scenes
     labels = torch.zeros(n, size, size, dtype=torch.int64)
