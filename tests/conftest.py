@@ -90,6 +90,14 @@ def _restore_logging_handlers():
         lg.propagate = propagate
 
 
+def session_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every worker of this test session sees (pytest-xdist gives each worker its own
+    base directory, <session root>/popen-gwN; the root is common to all). What is written there
+    is guarded by file locks (``filelock``), so it is built once for the session."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def digits_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits domain classifier as a run trains it when its data directory has none
@@ -103,10 +111,7 @@ def digits_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gan_research.metrics.classifier import default_classifier_path
     from gan_research.metrics.evaluator import domain_classifier
 
-    base = tmp_path_factory.getbasetemp()
-    # Under xdist each worker's base is <session root>/popen-gwN: the root is common to all.
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    data_dir = shared / "shared-data"
+    data_dir = session_shared_dir(tmp_path_factory) / "shared-data"
     path = default_classifier_path(data_dir, "digits", 32)
     data_dir.mkdir(exist_ok=True)
     with FileLock(str(data_dir / "digits-classifier.lock")):

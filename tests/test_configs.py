@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, InstantiationException
@@ -19,6 +21,7 @@ from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective
 from gan_research.train import build
 from gan_research.utils.weights import WeightsFileMissing
+from tests.conftest import session_shared_dir
 
 CONF = Path(CONFIG_DIR)
 
@@ -28,17 +31,24 @@ def options(group: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def experiment_models() -> dict[str, str]:
-    """The model option each experiment trains, from its composed defaults list."""
-    chosen = {}
-    for experiment in options("experiment"):
+def experiment_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The model option each experiment trains, from its composed defaults list; composed once
+    for the test session (every experiment, a few seconds) and shared by the workers in a file."""
+    cache = session_shared_dir(tmp_path_factory) / "experiment_models.json"
+    with FileLock(f"{cache}.lock"):
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        chosen = {}
+        for experiment in options("experiment"):
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+                cfg = compose(
+                    config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True
+                )
+            chosen[experiment] = cfg.hydra.runtime.choices.model
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(
-                config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True
-            )
-        chosen[experiment] = cfg.hydra.runtime.choices.model
-    return chosen
+        cache.write_text(json.dumps(chosen))
+        return chosen
 
 
 def test_every_group_of_design_md_exists():

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
@@ -37,7 +38,7 @@ from gan_research.errors import DataError
 from gan_research.evaluate import ALLOWED_TARGET_PREFIXES, evaluate_run
 from gan_research.train import build, train
 from gan_research.utils.weights import WeightsFileMissing
-from tests.conftest import compose_config
+from tests.conftest import compose_config, session_shared_dir
 
 pytestmark = pytest.mark.slow
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
@@ -92,12 +93,22 @@ class ContractProbe(Callback):
 
 @pytest.fixture(scope="module")
 def shared_data(tmp_path_factory: pytest.TempPathFactory, seed_digits_classifier) -> Path:
-    """One data directory for the module: the digits classifier and FID statistics are cached
-    once and shared by every experiment's gan-eval, as they are across a user's runs (the
-    classifier comes from the test session's, trained once)."""
-    data_dir = tmp_path_factory.mktemp("contract-data")
-    seed_digits_classifier(data_dir)
+    """One data directory for the test session, both workers: what the evaluators cache there
+    (domain classifiers, segmenters, FID statistics) is built once and shared by every
+    experiment's gan-eval, as across a user's runs (the digits classifier comes from the test
+    session's, trained once). gan-eval takes a lock per dataset (:func:`_dataset_lock`), so two
+    workers never build the same cache at once."""
+    data_dir = session_shared_dir(tmp_path_factory) / "contract-data"
+    with FileLock(f"{data_dir}.lock"):
+        if not data_dir.exists():
+            data_dir.mkdir()
+            seed_digits_classifier(data_dir)
     return data_dir
+
+
+def _dataset_lock(data_dir: Path, cfg: Any) -> FileLock:
+    """The lock of one dataset's caches in ``data_dir`` (keyed by the datamodule class)."""
+    return FileLock(str(data_dir / f".{cfg.dataset._target_}.lock"))
 
 
 def _compose(experiment: str, run_dir: Path, data_dir: Path, *extra: str) -> Any:
@@ -184,15 +195,16 @@ def test_every_experiment_keeps_the_family_contract(experiment, tmp_path, shared
     # An experiment without periodic metrics (sgan_digits reports its own test accuracy) is scored
     # with the default suite, which picks what to measure from the data's declared kind.
     option = _metrics_option(experiment)
-    scores = evaluate_run(
-        run / "checkpoints" / "last.ckpt",
-        [
-            "device=cpu",
-            f"metrics={'default' if option == 'none' else option}",
-            "metrics.num_samples=32",
-            f"paths.data_dir={shared_data}",
-        ],
-        # The recorded config names the probe callback of this module: allowed here, and only here.
-        allowed_targets=(*ALLOWED_TARGET_PREFIXES, "tests.test_contract"),
-    )
+    with _dataset_lock(shared_data, cfg):
+        scores = evaluate_run(
+            run / "checkpoints" / "last.ckpt",
+            [
+                "device=cpu",
+                f"metrics={'default' if option == 'none' else option}",
+                "metrics.num_samples=32",
+                f"paths.data_dir={shared_data}",
+            ],
+            # The recorded config names the probe callback of this module: allowed here, and only here.
+            allowed_targets=(*ALLOWED_TARGET_PREFIXES, "tests.test_contract"),
+        )
     assert scores and all(isinstance(v, float) for v in scores.values()), scores
