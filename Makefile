@@ -15,7 +15,7 @@ BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep bench test lint format clean
+.PHONY: help install train sweep bench test test-all lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -44,7 +44,10 @@ bench: $(STAMP) ## benchmarks: framework vs plain-PyTorch throughput, and the ev
 # One worker per core (pytest-xdist): most of the suite's time is end-to-end runs in subprocesses.
 # Tests go to the workers one at a time, slow ones first (tests/conftest.py orders them), so no
 # worker is left with a queue of long runs at the end. PYTEST_ARGS="-n 0" runs it in one process.
-test: $(STAMP) ## run the test suite (CPU, offline, parallel workers)
+test: $(STAMP) ## run the test suite (CPU, offline, parallel workers; CI's command)
+	$(BIN)/python -m pytest -n auto --maxschedchunk 1 -m "not heavy" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## the test suite with the `heavy` runs too (WGAN-GP under DDP, SIGTERM in a process)
 	$(BIN)/python -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check

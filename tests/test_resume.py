@@ -124,7 +124,9 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, monkeypatch):
 
 # SIGINT (Ctrl-C) goes through the same handler as SIGUSR1 (callbacks.preemption.signals), plus its
 # own rule (no KeyboardInterrupt from Python's default handler): it stands for both.
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+# SIGTERM's checkpoint is also checked in process (test_sigterm_after_the_callbacks_check_still_
+# saves_a_checkpoint); its run in a process of its own is `make test-all`'s, not `make test`'s.
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.heavy)])
 def test_stop_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch, sig):
     run = tmp_path / "run"
     extra = ("callbacks.model_checkpoint.every_n_train_steps=1000", "logger=none")
