@@ -182,7 +182,10 @@ def digits_classifier(digits_classifier_file):
     return model
 
 
+# A training run that must learn (hundreds of steps): `make test-all`, not `make test` (its
+# mechanics, a step, resume, grids, gan-eval, are the contract test's).
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_trained_cgan_draws_the_requested_class(make_cfg, digits_classifier):
     """A few hundred steps on digits: the domain classifier finds the requested digit far above
     chance (10%)."""

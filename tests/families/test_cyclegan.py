@@ -538,7 +538,10 @@ def test_experiment_composes_and_runs_a_few_steps(make_cfg):
     assert any("train/g_cycle" in r for r in records)
 
 
+# A training run that must learn (hundreds of steps): `make test-all`, not `make test` (its
+# mechanics, a step, resume, grids, gan-eval, are the contract test's).
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_digits_experiment_short_run_lowers_the_cycle_error(make_cfg):
     cfg = make_cfg(
         "experiment=cyclegan_digits_inverted",

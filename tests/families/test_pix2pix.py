@@ -237,7 +237,10 @@ def test_data_channels_and_size_must_match_the_networks(make_cfg):
         build(cfg)
 
 
+# A training run that must learn (hundreds of steps): `make test-all`, not `make test` (its
+# mechanics, a step, resume, grids, gan-eval, are the contract test's).
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_short_run_of_the_embedded_experiment_lowers_val_l1(make_cfg):
     cfg = make_cfg(
         "experiment=pix2pix_digits_edges",
