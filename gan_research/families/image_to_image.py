@@ -82,6 +82,15 @@ class ImageToImageModule(AdversarialModule):
                 f"dataset '{spec.name}' has pairs of shapes {a_shape} -> {b_shape}, but model.generator "
                 f"maps {g_in} -> {g_out}; set the networks' channels and image_size to the dataset's"
             )
+        self.prepare_feature_network(datamodule)
+
+    def prepare_feature_network(self, datamodule: Any) -> None:
+        """The frozen feature network a family holds as ``perceptual`` (its perceptual losses)
+        reads the data it needs now, before anything is written (the ``classifier`` option trains
+        or loads the domain classifier); a network without ``prepare`` needs none."""
+        prepare = getattr(getattr(self, "perceptual", None), "prepare", None)
+        if prepare is not None:
+            prepare(datamodule)
 
     # ------------------------------------------------------------------- step
     def critic_chunks(self, *batch: Tensor) -> list[tuple[Tensor, ...]]:

@@ -29,7 +29,6 @@ at inference from N(0, I); the grids then show several styles (fixed latents) of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -39,7 +38,7 @@ from gan_research.errors import ConfigError
 from gan_research.families.base import DiscriminatorLoss, GeneratorLoss
 from gan_research.families.image_to_image import ImageToImageModule
 from gan_research.losses.feature_matching import discriminator_feature_matching, gaussian_kl, reparameterize
-from gan_research.losses.perceptual import PerceptualLoss
+from gan_research.losses.perceptual import PerceptualLoss, feature_network_or_none
 from gan_research.networks.spade import final_logits
 from gan_research.utils.validation import check_int_at_least
 from gan_research.utils.weights import keep_out_of_checkpoints
@@ -100,13 +99,7 @@ class SPADE(ImageToImageModule):
             self.register_buffer(
                 "style_noise", torch.randn(self.num_styles, generator.latent_dim, generator=gen)
             )
-        if perceptual is not None and not isinstance(perceptual, nn.Module):
-            # perceptual=none composes to a node without _target_ (empty, or holding the keys an
-            # experiment sets for its usual network, e.g. perceptual.layers): no network.
-            if isinstance(perceptual, Mapping) and "_target_" not in perceptual:
-                perceptual = None
-            else:
-                raise ConfigError(f"model.perceptual must be a feature network or none, got {perceptual!r}")
+        perceptual = feature_network_or_none(perceptual)
         self.perceptual: nn.Module | None = None
         self.feature_loss: PerceptualLoss | None = None
         if perceptual is not None and self.perceptual_weight > 0:
@@ -138,14 +131,6 @@ class SPADE(ImageToImageModule):
             )
         if self.latent_input and not callable(getattr(generator, "encode", None)):
             raise ConfigError("model.generator.use_vae needs a generator with an image encoder (encode)")
-
-    def check_data(self, datamodule: Any) -> None:
-        """Paired (label map, image) data of G's shapes; the perceptual network reads the data it
-        needs now (the classifier option trains or loads the domain classifier)."""
-        super().check_data(datamodule)
-        prepare = getattr(self.perceptual, "prepare", None)
-        if prepare is not None:
-            prepare(datamodule)
 
     # ------------------------------------------------------------------- step
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from gan_research.errors import ConfigError
 from gan_research.families.base import GeneratorLoss
 from gan_research.families.image_to_image import ImageToImageModule
-from gan_research.losses.perceptual import PerceptualLoss
+from gan_research.losses.perceptual import PerceptualLoss, feature_network_or_none
 from gan_research.utils.images import resize_bicubic
 from gan_research.utils.weights import keep_out_of_checkpoints
 
@@ -81,10 +81,7 @@ class SRGAN(ImageToImageModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if perceptual is not None and not isinstance(perceptual, nn.Module):
-            if len(perceptual):  # perceptual=none composes to an empty node
-                raise ConfigError(f"model.perceptual must be a feature network or none, got {perceptual!r}")
-            perceptual = None
+        perceptual = feature_network_or_none(perceptual)
         if content_loss not in CONTENT_LOSSES:
             raise ConfigError(
                 f"model.content_loss={content_loss!r} is invalid; valid: {list(CONTENT_LOSSES)}"
@@ -132,14 +129,6 @@ class SRGAN(ImageToImageModule):
                 f"model.discriminator judges {d_in} images but model.generator makes {g_out}; set "
                 f"model.discriminator.channels={g_out[0]} and model.discriminator.image_size={g_out[-1]}"
             )
-
-    def check_data(self, datamodule: Any) -> None:
-        """Paired LR → HR data of G's shapes; the perceptual network reads the data it needs now
-        (the classifier option trains or loads the domain classifier), before anything is written."""
-        super().check_data(datamodule)
-        prepare = getattr(self.perceptual, "prepare", None)
-        if prepare is not None:
-            prepare(datamodule)
 
     # ------------------------------------------------------------------ losses
     def content_loss(self, sr: Tensor, hr: Tensor) -> Tensor:

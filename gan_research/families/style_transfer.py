@@ -154,9 +154,7 @@ class FeedForwardStyleTransfer(ImageToImageModule):
                 f"takes {g_in}; set model.generator.input_channels={spec.sample_shape[0]} and "
                 f"model.generator.image_size={spec.sample_shape[-1]}"
             )
-        prepare = getattr(self.perceptual, "prepare", None)
-        if prepare is not None:
-            prepare(datamodule)
+        self.prepare_feature_network(datamodule)
 
     # ------------------------------------------------------------------ losses
     def _ensure_style(self) -> None:

@@ -97,6 +97,22 @@ def _check_layer_weights(
     return {name: float(weight) for name, weight in weights.items()}
 
 
+def feature_network_or_none(perceptual: object, key: str = "model.perceptual") -> nn.Module | None:
+    """The ``perceptual`` group's network as a family receives it, or None for ``perceptual=none``.
+
+    ``none`` composes to a node without ``_target_``: empty, or holding keys an experiment sets
+    for its usual network (``perceptual.layers``), which Hydra merges in whatever the option.
+
+    Raises:
+        ConfigError: anything else (a node Hydra could not make into a network).
+    """
+    if perceptual is None or isinstance(perceptual, nn.Module):
+        return perceptual
+    if isinstance(perceptual, Mapping) and "_target_" not in perceptual:
+        return None
+    raise ConfigError(f"{key} must be a feature network or none, got {perceptual!r}")
+
+
 class PerceptualLoss(nn.Module):
     """Content (feature reconstruction) loss: ``sum_l w_l * d(phi_l(x) / s, phi_l(y) / s)``.
 

@@ -116,3 +116,23 @@ def test_optimising_an_image_towards_a_style_lowers_the_style_loss() -> None:
         loss(image).backward()
         optimizer.step()
     assert loss(image).item() < 0.5 * first
+
+
+def test_perceptual_none_is_no_network_even_with_an_experiments_keys_merged_in() -> None:
+    from omegaconf import OmegaConf
+
+    from gan_research.errors import ConfigError
+    from gan_research.losses.perceptual import feature_network_or_none
+
+    net = torch.nn.Conv2d(1, 1, 1)
+    assert feature_network_or_none(net) is net
+    assert feature_network_or_none(None) is None
+    # perceptual=none: an empty node, or the keys an experiment sets for its usual network
+    # (spade_cityscapes' perceptual.layers) merged into it; both mean no network.
+    assert feature_network_or_none(OmegaConf.create({})) is None
+    assert feature_network_or_none(OmegaConf.create({"layers": ["relu1_1"]})) is None
+    # A node with a target Hydra did not build is an error, naming the key.
+    with pytest.raises(ConfigError, match=r"model.perceptual must be a feature network or none"):
+        feature_network_or_none(OmegaConf.create({"_target_": "x.Y"}))
+    with pytest.raises(ConfigError, match=r"model.perceptual"):
+        feature_network_or_none(3)
