@@ -33,14 +33,14 @@ from PIL import Image
 
 from gan_research.data.base import check_channels
 from gan_research.data.translation import TranslationDataModule, TranslationDataset, list_images, load_image
+
+# The folder datasets' shared checks and the errors PIL raises for bad files (translation/folders.py).
+from gan_research.data.translation.folders import _PIL_ERRORS, _check_derived, _check_root
 from gan_research.errors import ConfigError, DataError
 from gan_research.utils.data_spec import DataKind
 from gan_research.utils.validation import check_int_at_least
 
 log = logging.getLogger(__name__)
-
-# What PIL raises for unreadable, truncated or hostile files (as the other folder datasets).
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -106,14 +106,6 @@ class LabelMapDataModule(TranslationDataModule):
         assert self._val_set is not None
         self._val_set = LabelMapDataset.of(self._val_set, self.num_classes)
         return LabelMapDataset.of(train, self.num_classes)
-
-
-def _check_derived(owner: str, key: str, given: Any, source: str, value: Any) -> None:
-    if given is not None and given != value:
-        raise ConfigError(
-            f"{owner}: dataset.{key}={given!r} disagrees with dataset.{source}={value!r}; it is derived "
-            f"from {source} (leave it unset or equal)"
-        )
 
 
 def load_label_map(
@@ -216,11 +208,7 @@ class LabelFolderDataModule(LabelMapDataModule):
             f"{image_dir}/train, {image_dir}/val (images) and {label_dir}/train, {label_dir}/val "
             "(integer label PNGs of the same names), as Cityscapes or ADE20K"
         )
-        if root is None or str(root) in ("", "???"):
-            raise ConfigError(
-                f"{self.name}: dataset.root must be the path of a folder holding {self.layout}, got {root!r}"
-            )
-        self.root = Path(root).expanduser()
+        self.root = _check_root(self.name, root, self.layout)
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
             raise ConfigError(
                 f"{self.name}: dataset.ignore_index must be an integer or null, got {ignore_index!r}"
