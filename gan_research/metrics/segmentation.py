@@ -42,10 +42,7 @@ The data contract: a paired translation datamodule whose ``a`` is the label map 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -57,7 +54,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from gan_research.errors import CheckpointError, ConfigError, DataError
-from gan_research.metrics.classifier.checkpoint import state_dict_sha256
+from gan_research.metrics.classifier.checkpoint import json_meta, save_atomically, state_dict_sha256
 from gan_research.metrics.classifier.training import _cpu_threads
 from gan_research.metrics.evaluator import (
     FEATURE_NETWORKS,
@@ -609,10 +606,7 @@ def save_segmenter(
     path = Path(path)
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     checksum = state_dict_sha256(state_dict)
-    try:
-        meta = json.loads(json.dumps(dict(meta or {})))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"meta must hold only numbers, strings, lists and dicts: {err}") from err
+    meta = json_meta(meta)
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": state_dict,
@@ -626,15 +620,7 @@ def save_segmenter(
         "meta": meta,
         "torch_version": str(torch.__version__),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_atomically(checkpoint, path)
     return checksum
 
 

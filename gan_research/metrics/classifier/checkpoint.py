@@ -51,6 +51,29 @@ def _create_command(path: Path, dataset: str | None) -> str:
     return f"gan-classifier dataset={dataset} out={path}"
 
 
+def json_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``meta`` (how a network was trained) as plain JSON-like data, which
+    ``torch.load(weights_only=True)`` reads back; ValueError if it holds anything else."""
+    try:
+        return json.loads(json.dumps(dict(meta or {})))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"meta must hold only numbers, strings, lists and dicts: {err}") from err
+
+
+def save_atomically(checkpoint: Mapping[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary name beside ``path``, then renamed: a failure (or a reader in
+    another process) never sees a half-written file where a good one was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_classifier(
     model: DomainClassifier,
     path: str | Path,
@@ -68,10 +91,7 @@ def save_classifier(
     path = Path(path)
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     checksum = state_dict_sha256(state_dict)
-    try:
-        meta = json.loads(json.dumps(dict(meta or {})))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"meta must hold only numbers, strings, lists and dicts: {err}") from err
+    meta = json_meta(meta)
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": state_dict,
@@ -83,15 +103,7 @@ def save_classifier(
         "meta": meta,
         "torch_version": str(torch.__version__),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_atomically(checkpoint, path)
     return checksum
 
 
