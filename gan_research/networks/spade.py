@@ -274,8 +274,7 @@ class SPADEGenerator(nn.Module):
         else:
             self.fc = nn.Conv2d(input_channels, 16 * nf, 3, padding=1)
             self.encoder = None
-        spade_fc = self.fc
-        spade_weights_init(spade_fc)
+        spade_weights_init(self.fc)
 
         def block(fin: int, fout: int) -> SPADEResBlock:
             return SPADEResBlock(fin, fout, input_channels, spade_hidden, param_free_norm, spectral_norm)
