@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
 from gan_research.config import CONFIG_DIR
@@ -21,7 +20,6 @@ from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective
 from gan_research.train import build
 from gan_research.utils.weights import WeightsFileMissing
-from tests.conftest import session_shared_dir
 
 CONF = Path(CONFIG_DIR)
 
@@ -30,25 +28,40 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def _model_option(experiment: str) -> str | None:
+    """The model option an experiment's defaults list chooses (``override /model: X``), following
+    the experiments it extends (``- spade_scenes``); None: train.yaml's default. Read from the
+    YAML files (milliseconds) instead of composing every experiment (seconds each worker): the
+    contract test composes and trains every experiment anyway."""
+    chosen = None
+    for entry in OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").get("defaults", []) or []:
+        if isinstance(entry, str) and entry != "_self_":
+            chosen = _model_option(entry) or chosen
+        elif not isinstance(entry, str) and "override /model" in entry:
+            chosen = str(entry["override /model"])
+    return chosen
+
+
 @pytest.fixture(scope="module")
-def experiment_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The model option each experiment trains, from its composed defaults list; composed once
-    for the test session (every experiment, a few seconds) and shared by the workers in a file."""
-    cache = session_shared_dir(tmp_path_factory) / "experiment_models.json"
-    with FileLock(f"{cache}.lock"):
-        if cache.is_file():
-            return json.loads(cache.read_text())
-        chosen = {}
-        for experiment in options("experiment"):
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                cfg = compose(
-                    config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True
-                )
-            chosen[experiment] = cfg.hydra.runtime.choices.model
-        GlobalHydra.instance().clear()
-        cache.write_text(json.dumps(chosen))
-        return chosen
+def experiment_models() -> dict[str, str]:
+    """The model option each experiment trains."""
+    default = next(
+        str(e["model"])
+        for e in OmegaConf.load(CONF / "train.yaml").defaults
+        if not isinstance(e, str) and "model" in e
+    )
+    return {experiment: _model_option(experiment) or default for experiment in options("experiment")}
+
+
+def test_the_experiment_model_table_agrees_with_hydra(experiment_models):
+    """The YAML reading above against Hydra's composition, for an experiment that extends another."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=["experiment=spade_scenes_multimodal"], return_hydra_config=True
+        )
+    GlobalHydra.instance().clear()
+    assert experiment_models["spade_scenes_multimodal"] == cfg.hydra.runtime.choices.model == "spade"
 
 
 def test_every_group_of_design_md_exists():

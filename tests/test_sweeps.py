@@ -77,13 +77,17 @@ def _job_dirs(sweep_dir: Path) -> dict[str, Path]:
     return dirs
 
 
-def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(gan_train, tmp_path):
+# n_jobs=1: joblib runs the jobs one after another in this process; the study's own 2 (loky worker
+# processes, each importing torch and Lightning: ~25 CPU-s) is make test-all's.
+@pytest.mark.parametrize("n_jobs", [1, pytest.param(2, marks=pytest.mark.heavy)])
+def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(gan_train, tmp_path, n_jobs):
     """3 jobs of the study's sweep: one trains, one diverges (lr 1e6), one fails (lr NaN).
     The sweep finishes every job and exits 0; each outcome is in its metrics.jsonl.
     Rerun: the finished and diverged runs are skipped, the crashed one is tried again."""
     cmd = [
         "-m",
         "experiment=lr_balance_ring8",
+        f"hydra.launcher.n_jobs={n_jobs}",
         *SHORT,
         "recipe=wgan_gp",
         "seed=0",
@@ -108,7 +112,8 @@ def test_study_multirun_records_failures_goes_on_and_skips_finished_runs(gan_tra
     assert "recipe=wgan_gp" in jobs["0.001"].name
 
     finished_ckpt = (jobs["0.001"] / "checkpoints" / "last.ckpt").read_bytes()
-    # The same command again (the launcher reuses its worker processes, as within a long sweep).
+    # The same command again (with n_jobs=2 the launcher reuses its worker processes, as within a
+    # long sweep).
     code, out, err = gan_train(*cmd)
     assert code == 0, err[-3000:]
     assert out.count("skipping") + err.count("skipping") == 2

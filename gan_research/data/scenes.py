@@ -74,39 +74,47 @@ def _shape_masks(
     size ``r`` (pixels)."""
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     y, x = coords[None, :, None], coords[None, None, :]
-    cy, cx, r = cy[:, None, None], cx[:, None, None], r[:, None, None]
-    dy, dx = y - cy, x - cx
-    shapes = {
-        1: dy**2 + dx**2 <= r**2,
-        2: (dy.abs() <= r) & (dx.abs() <= r),
-        # Isosceles, apex up: the half-width grows from 0 at the top to r at the base.
-        3: (dy >= -r) & (dy <= r) & (dx.abs() <= (dy + r) / 2),
-        4: (dx.abs() <= r / 2.5) & (dy.abs() <= r * 1.4),
-        5: (dx / (1.3 * r)) ** 2 + (dy / (0.8 * r)) ** 2 <= 1,
-    }
     out = torch.zeros(len(cls), size, size, dtype=torch.bool)
-    for k, mask in shapes.items():
-        out |= mask & (cls == k)[:, None, None]
+    # Each scene's mask is computed for its own class only (a fifth of the work of evaluating
+    # every shape everywhere; the same arithmetic per element, so the same masks).
+    for k in range(1, 6):
+        index = (cls == k).nonzero()[:, 0]
+        if len(index) == 0:
+            continue
+        dy, dx = y - cy[index, None, None], x - cx[index, None, None]
+        rk = r[index, None, None]
+        if k == 1:
+            mask = dy**2 + dx**2 <= rk**2
+        elif k == 2:
+            mask = (dy.abs() <= rk) & (dx.abs() <= rk)
+        elif k == 3:
+            # Isosceles, apex up: the half-width grows from 0 at the top to r at the base.
+            mask = (dy >= -rk) & (dy <= rk) & (dx.abs() <= (dy + rk) / 2)
+        elif k == 4:
+            mask = (dx.abs() <= rk / 2.5) & (dy.abs() <= rk * 1.4)
+        else:
+            mask = (dx / (1.3 * rk)) ** 2 + (dy / (0.8 * rk)) ** 2 <= 1
+        out[index] = mask
     return out
 
 
 def _erode(m: torch.Tensor) -> torch.Tensor:
-    """3x3 erosion of a 0/1 uint8 mask (N, s, s), pixels beyond the border counting as inside."""
-    p = F.pad(m, (1, 1, 1, 1), value=1)
-    rows = torch.minimum(torch.minimum(p[:, :-2], p[:, 1:-1]), p[:, 2:])
-    return torch.minimum(torch.minimum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
+    """3x3 erosion of a boolean mask (N, s, s), pixels beyond the border counting as inside."""
+    p = F.pad(m, (1, 1, 1, 1), value=True)
+    rows = p[:, :-2] & p[:, 1:-1] & p[:, 2:]
+    return rows[:, :, :-2] & rows[:, :, 1:-1] & rows[:, :, 2:]
 
 
 def _depth(mask: torch.Tensor, max_depth: int) -> torch.Tensor:
     """(N, s, s) Chebyshev distance in pixels from each pixel of ``mask`` to the outside of its region
     (1 on the region's outermost ring), capped at ``max_depth``; 0 outside. The image border does
     not count as outside, so a shape cut by the border has no outline along it."""
-    m = mask.to(torch.uint8)
-    depth = torch.zeros(mask.shape, dtype=torch.int64)
+    m = mask
+    depth = torch.zeros(mask.shape, dtype=torch.uint8)
     for _ in range(max_depth):
         depth += m
         m = _erode(m)
-    return depth
+    return depth.to(torch.int64)
 
 
 def _patterns(labels: torch.Tensor) -> torch.Tensor:
