@@ -65,6 +65,7 @@ from gan_research.utils.run_dir import (
     read_recorded_config,
     write_run_config,
 )
+from gan_research.utils.weights import WeightsFileMissing
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,21 @@ def _resolve_resume(run_dir: Path, cfg: DictConfig, model: torch.nn.Module) -> t
     return str(point.path), notes
 
 
+def check_needs(cfg: DictConfig) -> None:
+    """Each run this one builds on (``needs``: experiment -> run directory) has its final
+    checkpoint, or one error naming it and the command that makes it."""
+    for experiment, directory in (cfg.get("needs") or {}).items():
+        if directory is None:  # an experiment that extends another one without its need (an ablation)
+            continue
+        last = Path(str(directory)) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise WeightsFileMissing(
+                f"needs.{experiment}: this run builds on a run of experiment={experiment}, and {last} "
+                f"does not exist; train it first: gan-train experiment={experiment} "
+                f"hydra.run.dir={directory} (or set needs.{experiment}=<its run directory>)"
+            )
+
+
 def build(cfg: DictConfig, prepare_evaluation: bool = True) -> dict[str, Any]:
     """Instantiate and validate everything a run needs; writes nothing to disk.
 
@@ -230,6 +246,7 @@ def build(cfg: DictConfig, prepare_evaluation: bool = True) -> dict[str, Any]:
     """
     run_dir = Path(cfg.paths.output_dir)
     _check_run_keys(cfg)
+    check_needs(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

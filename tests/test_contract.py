@@ -112,7 +112,14 @@ def _dataset_lock(data_dir: Path, cfg: Any) -> FileLock:
 
 
 def _compose(experiment: str, run_dir: Path, data_dir: Path, *extra: str) -> Any:
-    cfg = compose_config([f"experiment={experiment}", *TINY_SIZE, *extra], run_dir)
+    overrides = [f"experiment={experiment}", *TINY_SIZE, *extra]
+    cfg = compose_config(overrides, run_dir)
+    # Runs the experiment builds on (a pretrained prior): made tiny, once per test session, then
+    # the experiment composed again (Hydra's global state is the last composed config's).
+    needs = {k: v for k, v in (cfg.get("needs") or {}).items() if v is not None}
+    if needs:
+        made = [f"needs.{name}={_needed_run(name, data_dir)}" for name in needs]
+        cfg = compose_config([*overrides, *made], run_dir)
     with open_dict(cfg):
         cfg.paths.data_dir = str(data_dir)
         # A generator-only warm-up (schedule.pretrain_steps: SRResNet before SRGAN) is kept to one
@@ -120,6 +127,16 @@ def _compose(experiment: str, run_dir: Path, data_dir: Path, *extra: str) -> Any
         if cfg.schedule.get("pretrain_steps", 0) > 0:
             cfg.schedule.pretrain_steps = PRETRAIN_STEPS
     return cfg
+
+
+def _needed_run(experiment: str, data_dir: Path) -> Path:
+    """The directory of a tiny finished run of ``experiment`` (what another experiment's ``needs``
+    names), trained once per test session and shared by the workers."""
+    run = data_dir.parent / "contract-needs" / experiment
+    with FileLock(f"{run}.lock"):
+        if not (run / "checkpoints" / "last.ckpt").is_file():
+            assert train(_compose(experiment, run, data_dir))["status"] == "finished"
+    return run
 
 
 def _metrics_option(experiment: str) -> str:
