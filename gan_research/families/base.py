@@ -457,11 +457,35 @@ class AdversarialModule(pl.LightningModule):
         # Private, but it is the exact rule Lightning applies to decide what reaches the loggers.
         if not (trainer._logger_connector.should_update_logs or last_step):
             return
+        self._forget_unlogged(logs)
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
         # A generator-only step (schedule.pretrain_steps) has no D loss.
         for key in ("d_loss", "g_loss"):
             if f"train/{key}" in logs:
                 self.log(key, logs[f"train/{key}"], prog_bar=True, logger=False, on_step=True)
+
+    def _forget_unlogged(self, logs: dict[str, Tensor]) -> None:
+        """Drop from Lightning's step results the ``train/*`` keys this step does not log.
+
+        Lightning keeps every key logged earlier in the epoch and hands its last value to the
+        loggers at each later step, so a term computed only on some steps (a lazy R1, a loss that
+        stops after ``pyramid_steps``) would be recorded with a stale value at steps where it was
+        not computed (and reported so after the run). Private API (``trainer._results``, keyed
+        ``"<hook>.<name>"``), as ``should_update_logs`` above."""
+        results = getattr(self.trainer, "_results", None)
+        if not results:
+            return
+        stale = [
+            key
+            for key in results
+            if key.startswith("training_step.train/") and key.split(".", 1)[1] not in logs
+        ]
+        for key in stale:
+            del results[key]
+            # ...and from what the trainer reports after the run (train() returns callback_metrics).
+            name = key.split(".", 1)[1]
+            self.trainer.callback_metrics.pop(name, None)
+            self.trainer.logged_metrics.pop(name, None)
 
     def step_lr_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
