@@ -41,14 +41,16 @@ bench: $(STAMP) ## benchmarks: framework vs plain-PyTorch throughput, and the ev
 	$(BIN)/python -m gan_research.bench.throughput $(BENCH_ARGS)
 	$(BIN)/python -m gan_research.bench.eval_cost --cases default ring8_wgan_gp stacked_digits_dcgan
 
+# PYTHONDONTWRITEBYTECODE emptied: where the environment sets it (this dev container does),
+# every process the tests start would compile the package from source again (~1 CPU-s each).
 # One worker per core (pytest-xdist): most of the suite's time is end-to-end runs in subprocesses.
 # Tests go to the workers one at a time, slow ones first (tests/conftest.py orders them), so no
 # worker is left with a queue of long runs at the end. PYTEST_ARGS="-n 0" runs it in one process.
 test: $(STAMP) ## run the test suite (CPU, offline, parallel workers; CI's command)
-	$(BIN)/python -m pytest -n auto --maxschedchunk 1 -m "not heavy" $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --maxschedchunk 1 -m "not heavy" $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## the test suite with the `heavy` runs too (WGAN-GP under DDP, SIGTERM in a process, learning checks)
-	$(BIN)/python -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check gan_research tests

@@ -62,6 +62,10 @@ VGG_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 
 def image_pyramid(images: Tensor, sizes: list[int]) -> list[Tensor]:
     """``images`` at each of ``sizes`` (ascending, the last its own size) by successive bilinear
     halvings, as the reference's ``construct_img_pyramid`` (half-pixel centres, no antialiasing)."""
+    if int(images.shape[-1]) != sizes[-1]:
+        raise ValueError(
+            f"image_pyramid: the last size must be the images' own ({images.shape[-1]}), got {sizes}"
+        )
     levels = [images]
     for size in reversed(sizes[:-1]):
         down = F.interpolate(levels[0], scale_factor=0.5, mode="bilinear", align_corners=False)
