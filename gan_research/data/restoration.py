@@ -47,6 +47,20 @@ an image: the folder datamodule defaults to 2 workers.
 bilinear. The reference's training config (``options/train_gfpgan_v1.yml``) uses
 ``blur_sigma`` [0.1, 10], ``downsample`` [0.8, 8], ``noise`` [0, 20] and ``anisotropic_prob`` 0.5
 (:meth:`DegradationRanges.reference`). A bad value is one ConfigError naming ``dataset.<key>``.
+
+**Regions** (``regions``, default null): named boxes ``name: [y0, x0, y1, x1]`` (pixels of the
+image at ``image_size``, rows y0 to y1 and columns x0 to x1, ends excluded) where every image
+has the same part, for GFP-GAN's facial-component losses (Sec. 3.4, eq. 7: a discriminator and
+a Gram-matrix style loss per region; ``families/gfpgan.py``). Exposed as
+:attr:`_Restoration.regions` (name -> tuple, empty when none). The boxes are fixed: aligned
+images such as FFHQ have their eyes and mouth at nearly fixed places. The reference instead
+reads per-image eye and mouth landmarks from ``FFHQ_eye_mouth_landmarks_512.pth``
+(``FFHQDegradationDataset``, ``crop_components: true``, enlarged by ``eye_enlarge_ratio``),
+which is not part of this framework: that is the deviation. Boxes are in the coordinates of the
+image as trained on: with ``flip``, a mirrored image's left-eye box holds the mirrored right eye,
+which is what the reference's swapped, mirrored landmarks give too, so give mirror-symmetric
+boxes (the eyes as a mirrored pair, the mouth centred).
+
 Not done here (as in ``degradation.py``): the reference's colour jitter and grey conversion of
 the input.
 """
@@ -55,7 +69,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +96,7 @@ __all__ = [
     "DegradedFolderDataModule",
     "DegradedPairs",
     "FolderDegradationDataset",
+    "check_regions",
     "degradation_ranges",
     "validation_seed",
 ]
@@ -148,6 +163,49 @@ def degradation_ranges(
         raise ConfigError(f"{owner}: {text}{hint}") from None
 
 
+def check_regions(owner: str, regions: Any, image_size: int) -> dict[str, tuple[int, int, int, int]]:
+    """The ``regions`` config key as ``{name: (y0, x0, y1, x1)}`` (empty for null), each box of
+    integers inside an ``image_size`` image with a positive size (``0 <= y0 < y1 <= image_size``,
+    likewise x). Anything else is one ConfigError naming ``dataset.regions`` or
+    ``dataset.regions.<name>``."""
+    if regions is None:
+        return {}
+    example = "e.g. {left_eye: [10, 6, 16, 14]}"
+    if not isinstance(regions, Mapping):
+        raise ConfigError(
+            f"{owner}: dataset.regions={regions!r} is invalid: expected a mapping name -> [y0, x0, y1, x1] "
+            f"({example}) or null"
+        )
+    boxes: dict[str, tuple[int, int, int, int]] = {}
+    for name, box in regions.items():
+        key = f"dataset.regions.{name}"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(
+                f"{owner}: {key} is an invalid region name: expected a name of letters, digits and _ "
+                "(it names the region's discriminator)"
+            )
+        values = list(box) if isinstance(box, Sequence) and not isinstance(box, str) else None
+        if (
+            values is None
+            or len(values) != 4
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in values)
+        ):
+            shown = values if values is not None else box
+            raise ConfigError(
+                f"{owner}: {key}={shown!r} is invalid: expected four integers [y0, x0, y1, x1], pixels "
+                f"of the {image_size} px image ({example})"
+            )
+        y0, x0, y1, x1 = values
+        if not (0 <= y0 < y1 <= image_size and 0 <= x0 < x1 <= image_size):
+            raise ConfigError(
+                f"{owner}: {key}={values} is invalid: the box [y0, x0, y1, x1] must lie inside the "
+                f"{image_size} px image with a positive size (0 <= y0 < y1 <= {image_size}, "
+                f"0 <= x0 < x1 <= {image_size})"
+            )
+        boxes[name] = (y0, x0, y1, x1)
+    return boxes
+
+
 def validation_seed(split_seed: int) -> int:
     """The seed of the validation degradations: derived from ``split_seed``, not the run's seed,
     so runs of every seed score the same inputs, and salted so validation pair ``i`` does not
@@ -199,7 +257,13 @@ def _degraded_validation(
 
 class _Restoration(TranslationDataModule):
     """What the restoration datamodules share: one image size and channel count on both sides,
-    and eq. 1's ranges from the config keys."""
+    eq. 1's ranges from the config keys, and the fixed component regions.
+
+    Attributes:
+        regions: ``{name: (y0, x0, y1, x1)}``, boxes in pixels of the ``image_size`` images
+            (the module docstring); empty when the config gives none. GFP-GAN reads it to train
+            one facial-component discriminator per region.
+    """
 
     kinds = (DataKind.PAIRED,)
 
@@ -214,6 +278,7 @@ class _Restoration(TranslationDataModule):
         num_workers: int,
         batches_per_step: int,
         seed: int,
+        regions: Any = None,
     ) -> None:
         super().__init__(
             crop_size=image_size,
@@ -228,6 +293,7 @@ class _Restoration(TranslationDataModule):
             crop_key="image_size",
         )
         self.ranges = degradation_ranges(self.name, **ranges)
+        self.regions = check_regions(self.name, regions, self.crop_size)
 
     @property
     def val_labels(self) -> torch.Tensor | None:
@@ -244,7 +310,7 @@ class DegradedDigitsDataModule(_Restoration):
 
     Positions in scikit-learn's order: ``train_indices`` and ``val_indices`` (after ``setup``).
     No jitter or mirroring: the digits are already at their final size and are not
-    mirror-symmetric. ``blur_sigma`` ... ``interpolation``: the module docstring.
+    mirror-symmetric. ``blur_sigma`` ... ``interpolation`` and ``regions``: the module docstring.
     """
 
     name = "digits_degraded"
@@ -268,6 +334,7 @@ class DegradedDigitsDataModule(_Restoration):
         channels: int = 1,
         channels_a: int | None = None,
         channels_b: int | None = None,
+        regions: Any = None,
     ) -> None:
         if channels != 1 or isinstance(channels, bool):
             raise ConfigError(
@@ -290,6 +357,7 @@ class DegradedDigitsDataModule(_Restoration):
             num_workers=num_workers,
             batches_per_step=batches_per_step,
             seed=seed,
+            regions=regions,
         )
         _check_derived(self.name, "channels_a", channels_a, "channels", 1)
         _check_derived(self.name, "channels_b", channels_b, "channels", 1)
@@ -385,6 +453,7 @@ class DegradedFolderDataModule(_Restoration):
 
     A missing or empty folder, or a file whose header cannot be read, is a DataError naming the
     path at ``setup``; a file that is corrupt past its header is one when it is read.
+    ``regions``: fixed boxes of facial components (the module docstring).
     """
 
     name = "degraded_folder"
@@ -413,6 +482,7 @@ class DegradedFolderDataModule(_Restoration):
         seed: int = 0,
         channels_a: int | None = None,
         channels_b: int | None = None,
+        regions: Any = None,
     ) -> None:
         channels = check_channels(channels, self.name)
         super().__init__(
@@ -432,6 +502,7 @@ class DegradedFolderDataModule(_Restoration):
             num_workers=num_workers,
             batches_per_step=batches_per_step,
             seed=seed,
+            regions=regions,
         )
         self.channels = channels
         _check_derived(self.name, "channels_a", channels_a, "channels", channels)

@@ -27,14 +27,48 @@ The objective (Sec. 3.4, eq. 5-8; the reference's ``GFPGANModel.optimize_paramet
 - η: the identity network (the reference: ArcFace on grey 128 px faces). Here any feature
   network of the perceptual interface, by default the dataset's domain classifier's penultimate
   features (``model.identity``), which makes the term class-preserving on digits;
-- the facial-component losses (eq. 7: local discriminators on the eyes and mouth, Gram-matrix
-  style losses on their features) need per-image component regions, which no dataset of this
-  framework supplies (FFHQ's landmark file is not part of it): they are not implemented, and the
-  README of the family's experiment says so.
+- the facial-component losses (eq. 7), on when the datamodule declares ``regions`` (fixed boxes,
+  ``data/restoration.py``) and ``component_gan_weight`` or ``component_style_weight`` is > 0: one
+  :class:`~gan_research.networks.gfpgan.FacialComponentDiscriminator` D_r per region r, judging the
+  crop of ŷ and y in its box, and ::
+
+      L_G += λ_comp · Σ_r BCE(D_r(ŷ_r), 1)                              component_gan_weight   1
+           + λ_cs · Σ_r Σ_k c_k · L1(Gram ψ_k(ŷ_r), Gram ψ_k(y_r))      component_style_weight 200
+      L_D_r = BCE(D_r(y_r), 1) + BCE(D_r(ŷ_r), 0)
+
+  (the reference's ``gan_component_opt``: a vanilla GAN loss, BCE with logits on D_r's patch map,
+  non-saturating for G; ψ_0, ψ_1: D_r's features after its conv3 and conv5, c = (0.5, 1): the
+  reference's ``_comp_style``; Gram matrices normalised by C·H·W as its ``_gram_mat``; y_r's
+  features without gradient). Logged unweighted: ``train/g_component_gan``,
+  ``train/g_component_style``, ``train/d_component`` (Σ_r L_D_r). The D_r are trained after D, on
+  the same restoration (detached), with one Adam step over all of them (the reference steps one
+  Adam per region: the same update), at ``component_lr`` (2e-3) with betas (0.9, 0.99) (the
+  reference's ``optim_component``). Deviations: the regions are fixed boxes, not the reference's
+  per-image landmarks (``FFHQ_eye_mouth_landmarks_512.pth``, not part of this framework), so a
+  crop is a slice of the image, no ``roi_align`` resampling to 80 / 120 px; any number of named
+  regions instead of left eye, right eye and mouth; D_r sees no label flips, instance noise or
+  label smoothing (the reference has none), and takes one update per step whatever
+  ``schedule.n_critic`` (on the first chunk, the one G updates on). Without regions the family
+  has no component modules, parameters or optimiser groups: its checkpoints are those of before.
 
 One step follows the reference's order: the G update, then the D update on the same restoration
-(detached). With ``schedule.n_critic = k`` the batch is split in k parts: G and D update on the
-first, D alone on the others (on fresh restorations without gradient).
+(detached), then the component discriminators' update (when there are regions). With
+``schedule.n_critic = k`` the batch is split in k parts: G and D update on the first, D alone on
+the others (on fresh restorations without gradient).
+
+Optimisers: the component discriminators' parameters are a second parameter group of D's
+optimiser (``component_lr``, the reference's betas when the optimiser has betas), so the family
+keeps the two optimisers every family has (``finish_step``, the checkpoints, the divergence
+rollback), the optimiser toggle freezes them in the G phase, and ``schedule.lr_decay`` scales
+them as D's (the reference's scheduler decays every optimiser). Their update is a step of that
+optimiser with only their gradients (D's are cleared first: Adam leaves a parameter without a
+gradient as it is), and does not count as a D update (lazy R1).
+
+The component discriminators are made when the data is known (:meth:`GFPGAN.check_data`, which
+``gan-train``'s ``build`` calls before the optimisers exist and before a checkpoint is checked or
+restored). ``gan-eval`` restores the weights first and checks the data after, so a checkpoint
+holding component discriminators makes them when it is loaded (:meth:`GFPGAN.load_state_dict`),
+and :meth:`GFPGAN.check_data` then requires the data's regions to be theirs.
 
 Evaluation restores with the prior's noise inputs fixed (``noise_mode="const"``), so the scores
 of a checkpoint are the same every time; training draws them (``"random"``, the reference's
@@ -53,10 +87,19 @@ from gan_research.errors import ConfigError
 from gan_research.families.base import GeneratorLoss
 from gan_research.families.image_to_image import ImageToImageModule
 from gan_research.losses.perceptual import feature_network_or_none, gram_matrix
+from gan_research.networks.gfpgan import MIN_COMPONENT_SIZE, FacialComponentDiscriminator
+from gan_research.utils.validation import check_positive_int
 from gan_research.utils.weights import keep_out_of_checkpoints
 
 #: The reference's perceptual layers and weights on VGG19 (``perceptual_opt.layer_weights``).
 VGG_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+#: The component style loss's weights of D_r's two feature maps (the reference's ``_comp_style``:
+#: ``L1(Gram feat[0]) * 0.5 + L1(Gram feat[1])``).
+COMPONENT_STYLE_WEIGHTS = (0.5, 1.0)
+#: Adam's betas of the component discriminators (the reference's ``setup_optimizers``).
+COMPONENT_BETAS = (0.9, 0.99)
+#: Where the component discriminators sit in the module (and in its checkpoints).
+COMPONENTS = "component_discriminators"
 
 
 def image_pyramid(images: Tensor, sizes: list[int]) -> list[Tensor]:
@@ -81,6 +124,12 @@ def _weight(key: str, value: Any) -> float:
     return float(value)
 
 
+def _bce(logits: Tensor, real: bool) -> Tensor:
+    """The vanilla GAN loss (BCE with logits, mean over the patch map) against target 1 or 0."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
 class GFPGAN(ImageToImageModule):
     """GFP-GAN: G(degraded) → restored with a StyleGAN2 prior; D judges restored against clean.
 
@@ -97,7 +146,18 @@ class GFPGAN(ImageToImageModule):
             has those layers, else 1 on each of its spatial layers).
         identity: the identity network η (a feature network with ``layers``), or None.
         identity_layer: the layer of η compared (the domain classifier's ``features``).
+        component_gan_weight, component_style_weight: λ_comp and λ_cs of the facial-component
+            losses (the module docstring; the reference's 1 and 200), used when the data has
+            ``regions``; both 0 turns the component discriminators off.
+        component_lr: the component discriminators' learning rate (the reference's 2e-3).
+        component_width: their first layer's width (the reference's 64).
         *args, **kwargs: those of :class:`~gan_research.families.image_to_image.ImageToImageModule`.
+
+    Attributes:
+        component_regions: ``{name: (y0, x0, y1, x1)}``, the data's regions the component losses
+            use (empty without them).
+        component_discriminators: one ``FacialComponentDiscriminator`` per region (an
+            ``nn.ModuleDict``), or None.
     """
 
     def __init__(
@@ -116,6 +176,10 @@ class GFPGAN(ImageToImageModule):
         identity: Any = None,
         identity_layer: str = "features",
         identity_weight: float = 10.0,
+        component_gan_weight: float = 1.0,
+        component_style_weight: float = 200.0,
+        component_lr: float = 2e-3,
+        component_width: int = 64,
         **kwargs: Any,
     ) -> None:
         super().__init__(generator, discriminator, *args, **kwargs)
@@ -162,6 +226,16 @@ class GFPGAN(ImageToImageModule):
                 )
             self.identity = keep_out_of_checkpoints(identity)
 
+        self.component_gan_weight = _weight("component_gan_weight", component_gan_weight)
+        self.component_style_weight = _weight("component_style_weight", component_style_weight)
+        if isinstance(component_lr, bool) or not isinstance(component_lr, (int, float)) or component_lr <= 0:
+            raise ConfigError(f"model.component_lr={component_lr!r} is invalid: expected a float > 0")
+        self.component_lr = float(component_lr)
+        self.component_width = check_positive_int("model", "component_width", component_width, form="key")
+        # Made when the data is known (check_data): none without regions.
+        self.component_regions: dict[str, tuple[int, int, int, int]] = {}
+        self.component_discriminators: nn.ModuleDict | None = None
+
     # ----------------------------------------------------------------- checks
     def check_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
         """G restores (C, S, S) images at their size; D judges G's outputs."""
@@ -177,6 +251,64 @@ class GFPGAN(ImageToImageModule):
                 f"model.discriminator judges {d_in} images but model.generator makes {g_out}; set "
                 f"model.discriminator.channels={g_out[0]} and model.discriminator.image_size={g_out[-1]}"
             )
+
+    def check_data(self, datamodule: Any) -> None:
+        """The image-to-image checks, then the component discriminators of the data's regions
+        (``datamodule.regions``; none when it has none or both component weights are 0)."""
+        super().check_data(datamodule)
+        regions = dict(getattr(datamodule, "regions", None) or {})
+        if self.component_gan_weight == 0 and self.component_style_weight == 0:
+            regions = {}
+        self.attach_components(regions)
+
+    def attach_components(self, regions: dict[str, tuple[int, int, int, int]]) -> None:
+        """Use ``regions`` (``{name: (y0, x0, y1, x1)}`` in pixels of G's images) for the component
+        losses, making one discriminator per region unless they exist (made by an earlier call, or
+        by :meth:`load_state_dict`), in which case their regions must be these."""
+        size = int(self.generator.output_shape[-1])
+        boxes: dict[str, tuple[int, int, int, int]] = {}
+        for name, box in regions.items():
+            y0, x0, y1, x1 = (int(v) for v in box)
+            key = f"dataset.regions.{name}"
+            if not (0 <= y0 < y1 <= size and 0 <= x0 < x1 <= size):
+                raise ConfigError(
+                    f"{key}={[y0, x0, y1, x1]} is not a box inside model.generator's {size} px images"
+                )
+            if min(y1 - y0, x1 - x0) < MIN_COMPONENT_SIZE:
+                raise ConfigError(
+                    f"{key}={[y0, x0, y1, x1]} is {y1 - y0}x{x1 - x0} px: the component discriminator "
+                    f"halves its crop twice, so each side must be >= {MIN_COMPONENT_SIZE} px"
+                )
+            if hasattr(nn.ModuleDict(), name):
+                raise ConfigError(f"{key}: the name {name!r} is reserved (nn.ModuleDict's); choose another")
+            boxes[str(name)] = (y0, x0, y1, x1)
+        if self.component_discriminators is not None:
+            have = sorted(self.component_discriminators.keys())
+            if have != sorted(boxes):
+                raise ConfigError(
+                    f"the model holds component discriminators of regions {have} (a checkpoint's), but "
+                    f"dataset.regions declares {sorted(boxes)}: use the run's own dataset.regions"
+                )
+        elif boxes:
+            self.component_discriminators = self._component_networks(list(boxes)).to(self.device)
+        self.component_regions = boxes
+
+    def _component_networks(self, names: list[str]) -> nn.ModuleDict:
+        channels = int(self.generator.output_shape[0])
+        return nn.ModuleDict(
+            {name: FacialComponentDiscriminator(channels, self.component_width) for name in names}
+        )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``; a checkpoint of a run with regions loaded before the data
+        is known (``gan-eval`` restores, then checks the data) makes its component discriminators
+        first, named by its keys, so the weights load strictly; :meth:`check_data` then checks
+        the data's regions against them."""
+        prefix = f"{COMPONENTS}."
+        names = list(dict.fromkeys(k.split(".")[1] for k in state_dict if k.startswith(prefix)))
+        if names and self.component_discriminators is None:
+            self.component_discriminators = self._component_networks(names).to(self.device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def prepare_feature_network(self, datamodule: Any) -> None:
         """The perceptual network and the identity network read the data they need (the
@@ -226,10 +358,80 @@ class GFPGAN(ImageToImageModule):
             scores = self.discriminator(self.add_instance_noise(restored))
             terms["adv"] = self.objective.adversarial.generator_loss(scores)
             loss = loss + self.adversarial_weight * terms["adv"]
+        if self.component_discriminators is not None:
+            gan, style = self.component_generator_losses(restored, clean)
+            terms["component_gan"] = gan
+            loss = loss + self.component_gan_weight * gan
+            if style is not None:
+                terms["component_style"] = style
+                loss = loss + self.component_style_weight * style
         if self.identity is not None:
             terms["identity"] = self.identity_loss(restored, clean)
             loss = loss + self.identity_weight * terms["identity"]
         return restored, GeneratorLoss(loss, terms)
+
+    def crop(self, images: Tensor, region: str) -> Tensor:
+        """The ``region`` box of ``images`` (B, C, S, S): a slice (the boxes are fixed)."""
+        y0, x0, y1, x1 = self.component_regions[region]
+        return images[:, :, y0:y1, x0:x1]
+
+    def component_generator_losses(self, restored: Tensor, clean: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(Σ_r BCE(D_r(ŷ_r), 1), Σ_r Σ_k c_k · L1(Gram ψ_k(ŷ_r), Gram ψ_k(y_r)) or None when
+        ``component_style_weight`` is 0), unweighted: G's side of eq. 7 (the reference's
+        ``l_g_gan_left_eye`` … and ``comp_style_loss``). The D_r are frozen by the G phase's
+        optimiser toggle; the clean crops' features carry no gradient."""
+        assert self.component_discriminators is not None
+        gan = restored.new_zeros(())
+        style = restored.new_zeros(()) if self.component_style_weight > 0 else None
+        for name in self.component_regions:
+            net = self.component_discriminators[name]
+            logits, features = net(self.crop(restored, name), return_features=True)
+            gan = gan + _bce(logits, real=True)
+            if style is not None:
+                with torch.no_grad():
+                    _, targets = net(self.crop(clean, name), return_features=True)
+                for weight, ours, target in zip(COMPONENT_STYLE_WEIGHTS, features, targets, strict=True):
+                    style = style + weight * F.l1_loss(gram_matrix(ours), gram_matrix(target))
+        return gan, style
+
+    def component_discriminator_step(self, clean: Tensor, restored: Tensor, opt_d: Any) -> dict[str, Tensor]:
+        """One update of every D_r: Σ_r BCE(D_r(y_r), 1) + BCE(D_r(ŷ_r), 0) (``restored`` without
+        gradient to G), one step of D's optimiser over their parameter group; logs
+        ``train/d_component`` and ``train/d_component_grad_norm``."""
+        assert self.component_discriminators is not None
+        with self.optimizer_phase(opt_d):
+            loss = clean.new_zeros(())
+            for name in self.component_regions:
+                net = self.component_discriminators[name]
+                loss = loss + _bce(net(self.crop(clean, name)), real=True)
+                loss = loss + _bce(net(self.crop(restored, name)), real=False)
+            # D's gradients are cleared here and none is made: only the D_r step.
+            grad_norm = self.backward_and_step(opt_d, loss, counts_as_step=False)
+        return {"train/d_component": loss.detach(), "train/d_component_grad_norm": grad_norm}
+
+    # ------------------------------------------------------------- optimisers
+    def configure_optimizers(self) -> Any:
+        """The base's two optimisers (and LR schedules); with component discriminators, D's
+        optimiser holds their parameters as a second group (``component_lr``, betas (0.9, 0.99)
+        when it has betas), added before the schedules are made so they scale it too."""
+        components = self.component_discriminators
+        if components is None:
+            return super().configure_optimizers()
+        make_d = self._optimizer_d
+
+        def with_components(params: Any) -> torch.optim.Optimizer:
+            optimizer = make_d(params=params)
+            group: dict[str, Any] = {"params": list(components.parameters()), "lr": self.component_lr}
+            if "betas" in optimizer.defaults:
+                group["betas"] = COMPONENT_BETAS
+            optimizer.add_param_group(group)
+            return optimizer
+
+        self._optimizer_d = with_components
+        try:
+            return super().configure_optimizers()
+        finally:
+            self._optimizer_d = make_d
 
     # ------------------------------------------------------------------- step
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -241,6 +443,8 @@ class GFPGAN(ImageToImageModule):
             restored, g_loss = self.generator_loss(degraded, clean)
             logs = self.generator_update(opt_g, g_loss)
         logs.update(self.unconditional_discriminator_step(clean, restored.detach(), opt_d))
+        if self.component_discriminators is not None:
+            logs.update(self.component_discriminator_step(clean, restored.detach(), opt_d))
         for degraded_k, clean_k in chunks[1:]:
             with torch.no_grad():
                 restored_k = self.generator(degraded_k)

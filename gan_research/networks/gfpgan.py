@@ -51,6 +51,10 @@ Differences from the reference:
 
 The output is the prior's image with no tanh (as the reference): like the StyleGAN2 generator's,
 it is in [-1, 1] because training makes it so, not by construction.
+
+:class:`FacialComponentDiscriminator` is the reference's local discriminator of one facial
+component (Sec. 3.4, eq. 7; ``gfpganv1_arch.py``, ``FacialComponentDiscriminator``), which the
+family trains per region of the data (``families/gfpgan.py``).
 """
 
 from __future__ import annotations
@@ -78,10 +82,20 @@ from gan_research.utils.safe_config import load_weights_only
 from gan_research.utils.validation import check_positive_int
 from gan_research.utils.weights import WeightsFileMissing
 
-__all__ = ["MIN_IMAGE_SIZE", "PRIOR_KEY", "GFPGANGenerator", "ResBlock", "describe_prior"]
+__all__ = [
+    "MIN_COMPONENT_SIZE",
+    "MIN_IMAGE_SIZE",
+    "PRIOR_KEY",
+    "FacialComponentDiscriminator",
+    "GFPGANGenerator",
+    "ResBlock",
+    "describe_prior",
+]
 
 #: The smallest output side: the U-Net needs one down block from it to its 4×4 bottleneck.
 MIN_IMAGE_SIZE = 8
+#: The smallest crop side a :class:`FacialComponentDiscriminator` judges (it halves twice).
+MIN_COMPONENT_SIZE = 4
 #: The config key of the prior's checkpoint, named by every loading error.
 PRIOR_KEY = "model.generator.prior_checkpoint"
 # LeakyReLU slope of every U-Net layer (the reference's negative_slope=0.2).
@@ -119,6 +133,67 @@ class ResBlock(nn.Module):
         out = F.leaky_relu(self.conv1(x), LRELU_SLOPE)
         out = F.leaky_relu(self.conv2(self._resample(out)), LRELU_SLOPE)
         return out + self.skip(self._resample(x))
+
+
+class FacialComponentDiscriminator(nn.Module):
+    """The local discriminator of one facial component (Sec. 3.4, eq. 7): real or restored crops
+    of one region (an eye, the mouth) → a map of logits, and, when asked, the two intermediate
+    feature maps whose Gram matrices GFP-GAN's component style loss compares.
+
+    The reference's VGG-style layout (TencentARC/GFPGAN, ``gfpgan/archs/gfpganv1_arch.py``,
+    ``FacialComponentDiscriminator``), with w = ``width`` (the reference: 64)::
+
+        conv1  3×3  channels → w                  LeakyReLU(0.2)
+        conv2  ×½, 3×3  w → 2w                    LeakyReLU(0.2)
+        conv3  3×3  2w → 2w                       LeakyReLU(0.2)   → feature 0 (side S/2)
+        conv4  ×½, 3×3  2w → 4w                   LeakyReLU(0.2)
+        conv5  3×3  4w → 4w                       LeakyReLU(0.2)   → feature 1 (side S/4)
+        final_conv  3×3  4w → 1                   logits (B, 1, S/4, S/4), a patch map
+
+    Differences from the reference: plain convolutions (no equalised learning rate) and plain
+    LeakyReLU (no √2 gain), and the downsampling layers halve bilinearly (a 2×2 average) before a
+    3×3 convolution instead of StyleGAN2's FIR blur and a strided convolution, as this file's
+    :class:`ResBlock`; ``channels`` and ``width`` are arguments (the reference: 3 and 64).
+
+    Args:
+        channels: image channels of the crops.
+        width: w, the first layer's width (the others 2w and 4w).
+    """
+
+    def __init__(self, channels: int = 3, width: int = 64) -> None:
+        super().__init__()
+        check_positive_int("FacialComponentDiscriminator", "channels", channels)
+        check_positive_int("FacialComponentDiscriminator", "width", width)
+        self.channels = channels
+        self.width = width
+        w = width
+        self.conv1 = nn.Conv2d(channels, w, 3, padding=1)
+        self.conv2 = nn.Conv2d(w, 2 * w, 3, padding=1)
+        self.conv3 = nn.Conv2d(2 * w, 2 * w, 3, padding=1)
+        self.conv4 = nn.Conv2d(2 * w, 4 * w, 3, padding=1)
+        self.conv5 = nn.Conv2d(4 * w, 4 * w, 3, padding=1)
+        self.final_conv = nn.Conv2d(4 * w, 1, 3, padding=1)
+
+    @staticmethod
+    def _down(x: Tensor) -> Tensor:
+        return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+
+    def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Crops (B, channels, H, W), sides >= :data:`MIN_COMPONENT_SIZE` → logits
+        (B, 1, H // 4, W // 4), or with ``return_features`` ``(logits, [feature0, feature1])``
+        (B, 2w, H // 2, W // 2) and (B, 4w, H // 4, W // 4)."""
+        if x.dim() != 4 or x.shape[1] != self.channels or min(x.shape[-2:]) < MIN_COMPONENT_SIZE:
+            raise ValueError(
+                f"FacialComponentDiscriminator: expected crops (B, {self.channels}, H, W) with H, W >= "
+                f"{MIN_COMPONENT_SIZE}, got {tuple(x.shape)}"
+            )
+        feat = F.leaky_relu(self.conv1(x), LRELU_SLOPE)
+        feat = F.leaky_relu(self.conv2(self._down(feat)), LRELU_SLOPE)
+        first = F.leaky_relu(self.conv3(feat), LRELU_SLOPE)
+        feat = F.leaky_relu(self.conv4(self._down(first)), LRELU_SLOPE)
+        second = F.leaky_relu(self.conv5(feat), LRELU_SLOPE)
+        logits = self.final_conv(second)
+        return (logits, [first, second]) if return_features else logits
 
 
 def describe_prior(state: Mapping[str, Tensor]) -> str:

@@ -180,6 +180,47 @@ def test_bad_digits_settings_are_config_errors(kwargs, expected) -> None:
         DegradedDigitsDataModule(**kwargs)
 
 
+# -- regions ------------------------------------------------------------------------------------
+def test_regions_are_fixed_boxes_as_tuples_and_none_by_default() -> None:
+    assert DegradedDigitsDataModule().regions == {}
+    assert DegradedFolderDataModule(root="x").regions == {}
+    boxes = {"left_eye": [10, 4, 16, 14], "mouth": (20, 8, 32, 24), "whole": [0, 0, 32, 32]}
+    dm = DegradedDigitsDataModule(regions=boxes)
+    assert dm.regions == {"left_eye": (10, 4, 16, 14), "mouth": (20, 8, 32, 24), "whole": (0, 0, 32, 32)}
+    assert list(dm.regions) == ["left_eye", "mouth", "whole"]  # the config's order
+    # A config mapping of lists (what Hydra passes) is read the same.
+    node = OmegaConf.create({"top": [0, 0, 8, 16]})
+    assert DegradedFolderDataModule(root="x", image_size=16, regions=node).regions == {"top": (0, 0, 8, 16)}
+
+
+@pytest.mark.parametrize(
+    ("regions", "key", "expected"),
+    [
+        ([[0, 0, 8, 8]], "dataset.regions=", "expected a mapping name -> [y0, x0, y1, x1]"),
+        ({"eye": [0, 0, 8]}, "dataset.regions.eye=[0, 0, 8]", "expected four integers"),
+        ({"eye": [0, 0, 8, 8.5]}, "dataset.regions.eye=", "expected four integers"),
+        ({"eye": [0, 0, True, 8]}, "dataset.regions.eye=", "expected four integers"),
+        ({"eye": "0 0 8 8"}, "dataset.regions.eye='0 0 8 8'", "expected four integers"),
+        ({"eye": [0, 0, 40, 8]}, "dataset.regions.eye=[0, 0, 40, 8]", "inside the 32 px image"),
+        ({"eye": [-1, 0, 8, 8]}, "dataset.regions.eye=[-1, 0, 8, 8]", "inside the 32 px image"),
+        ({"eye": [8, 0, 8, 8]}, "dataset.regions.eye=[8, 0, 8, 8]", "positive size"),
+        ({"eye": [0, 9, 8, 8]}, "dataset.regions.eye=[0, 9, 8, 8]", "positive size"),
+        ({"left eye": [0, 0, 8, 8]}, "dataset.regions.left eye", "invalid region name"),
+    ],
+    ids=["list", "three", "float", "bool", "string", "outside", "negative", "empty", "reversed", "name"],
+)
+def test_bad_regions_are_one_line_config_errors_naming_the_region(regions, key, expected) -> None:
+    for cls, kwargs in (
+        (DegradedDigitsDataModule, {}),
+        (DegradedFolderDataModule, {"root": "x", "image_size": 32}),
+    ):
+        with pytest.raises(ConfigError) as info:
+            cls(regions=regions, **kwargs)
+        message = str(info.value)
+        assert message.startswith(f"{cls.name}: {key}"), message
+        assert expected in message and "\n" not in message
+
+
 # -- degraded_folder ----------------------------------------------------------------------------
 def write_images(folder: Path, specs: list[tuple[str, str, tuple[int, int]]], seed: int) -> list[Path]:
     """Random images: (name with extension, PIL mode L or RGB, (width, height))."""
@@ -329,3 +370,10 @@ def test_degraded_folder_config_instantiates(make_cfg, face_folder) -> None:
     assert isinstance(dm, DegradedFolderDataModule) and dm.ranges == DegradationRanges()
     assert dm.spec.sample_shape == (3, SIZE, SIZE) and cfg.dataset.channels_a == 3
     assert len(dm.train_set) == len(TRAIN)
+    assert dm.regions == {}
+
+
+def test_regions_are_given_as_a_dict_override(make_cfg) -> None:
+    cfg = make_cfg("dataset=digits_degraded", "dataset.regions={top:[0,0,16,32],bottom:[16,0,32,32]}")
+    assert instantiate(cfg.dataset).regions == {"top": (0, 0, 16, 32), "bottom": (16, 0, 32, 32)}
+    assert instantiate(make_cfg("dataset=digits_degraded").dataset).regions == {}

@@ -4,21 +4,28 @@ synthesis network while the U-Net and CS-SFT learn; every loss term and the rest
 logged), the prior-free ablation and the fine-tuned prior, the pyramid loss switched off after
 ``pyramid_steps``, restorations with the prior's noise fixed, ``gan-eval`` on a GFP-GAN
 checkpoint, ``image_pyramid``, and bad ``needs`` / prior checkpoints refused by ``gan-train`` with
-one error line before anything is written."""
+one error line before anything is written. The facial-component losses: a run with
+``dataset.regions`` trains a component discriminator per region (in D's optimiser, frozen in G's
+step), logs its terms and adds them to L_G, resumes exactly and is scored by ``gan-eval``; a run
+without regions has no component module, term or optimiser group."""
 
 from __future__ import annotations
 
 import copy
 import re
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import open_dict
+from pytorch_lightning import Callback
 
-from gan_research.evaluate import evaluate_run
-from gan_research.families.gfpgan import GFPGAN, image_pyramid
+from gan_research.data.restoration import DegradedDigitsDataModule
+from gan_research.errors import ConfigError
+from gan_research.evaluate import ALLOWED_TARGET_PREFIXES, evaluate_run
+from gan_research.families.gfpgan import COMPONENT_BETAS, GFPGAN, image_pyramid
 from gan_research.train import prepare, train
 from gan_research.utils.jsonl_logger import read_records
 from tests.conftest import compose_config
@@ -53,6 +60,11 @@ PRIOR_RAW = "generator.synthesis_network."
 GFP_SYNTHESIS = "generator.synthesis."
 UNET_AND_SFT = ("conv_body_first", "conv_body_down", "final_conv", "final_linear", "conv_body_up", "sft")
 LOSSES = ("g_l1", "g_pyramid", "g_perceptual", "g_style", "g_adv", "g_identity")
+# The facial-component losses on one region, the top half of the 32 px digits (Hydra's dict
+# override), with tiny component discriminators.
+REGIONS = ("dataset.regions={top:[0,0,16,32]}", "model.component_width=4")
+COMPONENT_TERMS = ("g_component_gan", "g_component_style", "d_component")
+COMPONENT_PROBE = "+callbacks.component_probe._target_=tests.families.test_gfpgan.ComponentProbe"
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +133,27 @@ def train_records(run_dir: Path) -> list[dict]:
     return [r for r in read_records(run_dir / "metrics.jsonl") if "train/g_loss" in r and "status" not in r]
 
 
+def weighted_sum(record: dict) -> float:
+    """L_G of the module docstring from a step's logged (unweighted) terms, with the experiment's
+    weights and the reference's component weights (1 and 200) when the terms are there."""
+    return (
+        0.1 * record["train/g_l1"]
+        + record.get("train/g_pyramid", 0.0)
+        + record["train/g_perceptual"]
+        + 50 * record["train/g_style"]
+        + 0.1 * record["train/g_adv"]
+        + 10 * record["train/g_identity"]
+        + record.get("train/g_component_gan", 0.0)
+        + 200 * record.get("train/g_component_style", 0.0)
+    )
+
+
+def replacing(overrides: tuple[str, ...] | list[str], *extra: str) -> list[str]:
+    """``overrides`` with the keys of ``extra`` set to ``extra``'s values (Hydra refuses a key twice)."""
+    keys = {e.split("=", 1)[0] for e in extra}
+    return [o for o in overrides if o.split("=", 1)[0] not in keys] + list(extra)
+
+
 @pytest.fixture(scope="module")
 def gfpgan_run(tmp_path_factory: pytest.TempPathFactory, prior_run: Path, data_dir: Path) -> dict:
     """Two steps of gfpgan_digits on the module's prior, scored with metrics=restoration at the end;
@@ -176,6 +209,7 @@ def test_a_short_run_keeps_the_frozen_prior_and_trains_the_unet_and_cs_sft(
     for record in records:
         for term in LOSSES:
             assert f"train/{term}" in record, sorted(record)
+        assert not any("component" in key for key in record), sorted(record)
         expected = (
             0.1 * record["train/g_l1"]
             + record["train/g_pyramid"]
@@ -208,6 +242,17 @@ def test_the_prior_free_ablation_runs_without_a_prior_run_and_trains_the_synthes
     result = train(cfg, prepared)
     assert result["status"] == "finished"
     assert {"synthesis", *UNET_AND_SFT} <= changed_parts(before, generator)
+
+    # Without regions the facial-component losses are off and leave no trace: no module, no
+    # weights or optimiser group in the checkpoint (those of runs before them still load), no logs.
+    model = prepared["model"]
+    assert model.component_discriminators is None and model.component_regions == {}
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert not any("component" in key for key in last["state_dict"])
+    assert [len(state["param_groups"]) for state in last["optimizer_states"]] == [1, 1]
+    for record in train_records(tmp_path / "run"):
+        assert not any("component" in key for key in record), sorted(record)
+        assert record["train/g_loss"] == pytest.approx(weighted_sum(record), rel=1e-5)
 
 
 def test_a_trainable_prior_starts_from_the_prior_and_is_fine_tuned(
@@ -280,6 +325,182 @@ def test_the_pyramid_loss_is_not_logged_after_pyramid_steps(pyramid_run):
     records = train_records(pyramid_run["run_dir"])
     assert [("train/g_pyramid" in r) for r in records] == [True, True, False, False]
     assert "train/g_pyramid" not in pyramid_run["metrics"]
+
+
+# -- facial-component losses ----------------------------------------------------------------------
+class ComponentProbe(Callback):
+    """Watches a run's optimisers: whether a G step changed a component discriminator, and what
+    D's optimiser holds. Results per run directory."""
+
+    results: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        opt_g, opt_d = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers)
+        components = list(pl_module.component_discriminators.parameters())
+        record: dict[str, Any] = {"changed_in_g_step": 0, "g_steps": 0}
+        record["g_holds_components"] = any(
+            p is c for group in opt_g.param_groups for p in group["params"] for c in components
+        )
+        record["d_groups"] = [
+            {"n": len(g["params"]), "lr": g["lr"], "betas": tuple(g["betas"])} for g in opt_d.param_groups
+        ]
+        record["component_group_is_theirs"] = [id(p) for p in opt_d.param_groups[1]["params"]] == [
+            id(p) for p in components
+        ]
+        self.results[str(trainer.default_root_dir)] = record
+        snapshot: list[torch.Tensor] = []
+
+        def before_g(*_: Any) -> None:
+            snapshot[:] = [p.detach().clone() for p in components]
+
+        def after_g(*_: Any) -> None:
+            record["g_steps"] += 1
+            if any(not torch.equal(a, p) for a, p in zip(snapshot, components, strict=True)):
+                record["changed_in_g_step"] += 1
+
+        opt_g.register_step_pre_hook(before_g)
+        opt_g.register_step_post_hook(after_g)
+
+
+@pytest.fixture(scope="module")
+def regions_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
+    """Three steps of gfpgan_digits_no_prior with one region (checkpoints at step 2 and the end),
+    with the component discriminator's and D's parameters before training."""
+    run = tmp_path_factory.mktemp("regions") / "run"
+    overrides = replacing(
+        [*NO_PRIOR, *REGIONS, COMPONENT_PROBE],
+        "schedule.max_steps=3",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+    )
+    cfg = compose(overrides, run, data_dir)
+    torch.set_num_threads(1)
+    prepared = prepare(cfg)
+    model = prepared["model"]
+    before = {
+        "components": params(model.component_discriminators),
+        "discriminator": params(model.discriminator),
+    }
+    result = train(cfg, prepared)
+    assert result["status"] == "finished"
+    return {**result, "before": before, "overrides": overrides}
+
+
+def test_regions_train_a_component_discriminator_and_add_its_losses_to_l_g(regions_run):
+    model, run = regions_run["model"], regions_run["run_dir"]
+    # One discriminator per region of the data, made at build time from datamodule.regions.
+    assert model.component_regions == {"top": (0, 0, 16, 32)}
+    assert list(model.component_discriminators) == ["top"]
+    net = model.component_discriminators["top"]
+    assert (net.channels, net.width) == (1, 4)
+
+    # It trained (every layer moved), in D's optimiser as a group of its own at the reference's
+    # rate and betas, and a G step never changed it (the optimiser toggle freezes it).
+    before = regions_run["before"]
+    assert changed_parts(before["components"], model.component_discriminators) == {"top"}
+    assert all(
+        not torch.equal(before["components"][k], v)
+        for k, v in model.component_discriminators.named_parameters()
+        if k.endswith(".weight")
+    )
+    assert changed_parts(before["discriminator"], model.discriminator)
+    probe = ComponentProbe.results[str(run)]
+    assert probe["g_steps"] == 3 and probe["changed_in_g_step"] == 0, probe
+    assert not probe["g_holds_components"] and probe["component_group_is_theirs"], probe
+    (d_group, component_group) = probe["d_groups"]
+    assert d_group["n"] == len(list(model.discriminator.parameters()))
+    assert component_group["lr"] == pytest.approx(2e-3) and component_group["betas"] == COMPONENT_BETAS
+
+    # The three terms logged at every step, and L_G the weighted sum with them (1 and 200).
+    records = train_records(run)
+    assert [r["step"] for r in records] == [0, 1, 2]
+    for record in records:
+        for term in (*LOSSES, *COMPONENT_TERMS):
+            assert f"train/{term}" in record, sorted(record)
+        assert record["train/g_component_gan"] > 0 and record["train/g_component_style"] > 0
+        # Each D_r loss is two BCEs: about 2 ln 2 for a discriminator that has barely learned.
+        assert 0 < record["train/d_component"] < 10
+        assert record["train/g_loss"] == pytest.approx(weighted_sum(record), rel=1e-5)
+        assert record["train/g_loss"] != pytest.approx(
+            weighted_sum({**record, "train/g_component_gan": 0, "train/g_component_style": 0}), rel=1e-5
+        )
+
+    # The checkpoint holds the component discriminator and D's optimiser its group.
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert {k for k in last["state_dict"] if k.startswith("component_discriminators.top.")}
+    assert [len(state["param_groups"]) for state in last["optimizer_states"]] == [1, 2]
+
+
+def test_a_run_with_regions_resumes_exactly(regions_run, tmp_path, data_dir):
+    """As the contract test's resume check: from the step-2 checkpoint in another directory, the
+    next step logs what the uninterrupted run logged, component terms included."""
+    run = regions_run["run_dir"]
+    resumed_dir = tmp_path / "resumed"
+    overrides = [*regions_run["overrides"], f"ckpt_path={run / 'checkpoints' / 'step_0000002.ckpt'}"]
+    result = train(compose(overrides, resumed_dir, data_dir))
+    assert result["status"] == "finished"
+
+    def step_2(directory: Path) -> dict[str, float]:
+        (record,) = [r for r in train_records(directory) if r["step"] == 2]
+        return {k: v for k, v in record.items() if k.startswith("train/")}
+
+    resumed, uninterrupted = step_2(resumed_dir), step_2(run)
+    assert {f"train/{t}" for t in COMPONENT_TERMS} <= set(resumed)
+    assert resumed == uninterrupted
+    ours = result["model"].component_discriminators.state_dict()
+    theirs = regions_run["model"].component_discriminators.state_dict()
+    assert_same({k: v.cpu() for k, v in ours.items()}, {k: v.cpu() for k, v in theirs.items()})
+
+
+def test_gan_eval_scores_a_checkpoint_with_component_discriminators(regions_run, data_dir):
+    """gan-eval restores the weights before it reads the data: the checkpoint's component
+    discriminators are made from its keys, and the data's regions then checked against them."""
+    scores = evaluate_run(
+        regions_run["run_dir"] / "checkpoints" / "last.ckpt",
+        [
+            "device=cpu",
+            "metrics=restoration",
+            "metrics.num_samples=16",
+            "metrics.feature_network=none",
+            f"paths.data_dir={data_dir}",
+        ],
+        # The recorded config names this module's probe callback.
+        allowed_targets=(*ALLOWED_TARGET_PREFIXES, "tests.families.test_gfpgan"),
+    )
+    assert "val/psnr" in scores and 0 <= scores["val/class_agreement"] <= 1
+
+
+def test_loaded_component_discriminators_require_the_datas_regions(regions_run):
+    model = copy.deepcopy(regions_run["model"]).cpu()
+    state = model.state_dict()
+    model.component_discriminators = None
+    model.component_regions = {}
+    # Made from the checkpoint's keys, then loaded strictly.
+    model.load_state_dict(state)
+    assert list(model.component_discriminators) == ["top"]
+    with pytest.raises(
+        ConfigError, match=r"component discriminators of regions \['top'\].*declares \['bottom'\]"
+    ):
+        model.attach_components({"bottom": (16, 0, 32, 32)})
+    with pytest.raises(ConfigError, match=r"declares \[\]"):
+        model.attach_components(DegradedDigitsDataModule().regions)
+    model.attach_components(DegradedDigitsDataModule(regions={"top": [0, 0, 16, 32]}).regions)
+    assert model.component_regions == {"top": (0, 0, 16, 32)}
+
+
+@pytest.mark.parametrize(
+    ("regions", "match"),
+    [
+        ({"thin": (0, 0, 2, 32)}, r"^dataset\.regions\.thin=\[0, 0, 2, 32\] is 2x32 px: .* >= 4 px$"),
+        ({"training": (0, 0, 8, 8)}, r"^dataset\.regions\.training: the name 'training' is reserved"),
+        ({"far": (0, 0, 8, 64)}, r"^dataset\.regions\.far=\[0, 0, 8, 64\] is not a box inside .* 32 px"),
+    ],
+)
+def test_regions_the_component_discriminator_cannot_judge_are_refused(regions_run, regions, match):
+    model = copy.deepcopy(regions_run["model"]).cpu()
+    model.component_discriminators = None
+    with pytest.raises(ConfigError, match=match):
+        model.attach_components(regions)
+    assert model.component_discriminators is None
 
 
 # -- inference ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 U-Net wiring of the reference (GFPGANv1Clean), the CS-SFT after each resolution's upsampling conv
 with its pass-through channels intact, the prior's arithmetic equal to StyleGAN2's synthesis, the
 frozen or trainable prior, and loading the prior from a StyleGAN2 run's checkpoint with its
-one-line refusals."""
+one-line refusals; the facial-component discriminator's logits, features and layout."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_research.errors import CheckpointError, ConfigError
-from gan_research.networks.gfpgan import PRIOR_KEY, GFPGANGenerator
+from gan_research.networks.gfpgan import PRIOR_KEY, FacialComponentDiscriminator, GFPGANGenerator
 from gan_research.networks.stylegan import StyleGANGenerator
 from gan_research.utils.weights import WeightsFileMissing
 
@@ -411,3 +411,57 @@ def test_an_input_of_the_wrong_shape_is_refused():
     g = make(16, 1)
     with pytest.raises(ValueError, match=r"expected images \(B, 1, 16, 16\), got \(2, 1, 32, 32\)"):
         g(images(2, 1, 32))
+
+
+# -- facial-component discriminator ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("channels", "width", "height", "side"), [(1, 4, 16, 32), (3, 2, 12, 20), (3, 1, 4, 4)]
+)
+def test_the_component_discriminator_gives_a_logit_map_and_two_feature_maps(channels, width, height, side):
+    torch.manual_seed(0)
+    d = FacialComponentDiscriminator(channels=channels, width=width)
+    crops = torch.rand(2, channels, height, side) * 2 - 1
+    logits = d(crops)
+    assert logits.shape == (2, 1, height // 4, side // 4)
+    again, features = d(crops, return_features=True)
+    torch.testing.assert_close(again, logits, rtol=0, atol=0)
+    # After conv3 (2w channels, half the side) and after conv5 (4w, a quarter): the style loss's.
+    assert [tuple(f.shape) for f in features] == [
+        (2, 2 * width, height // 2, side // 2),
+        (2, 4 * width, height // 4, side // 4),
+    ]
+    # The logits depend on the crops, and the features carry gradient (the style loss needs it).
+    crops.requires_grad_(True)
+    logits, features = d(crops, return_features=True)
+    assert all(f.requires_grad for f in features)
+    (logits.sum()).backward()
+    assert crops.grad is not None and crops.grad.abs().sum() > 0
+
+
+def test_the_component_discriminator_has_the_reference_layout():
+    """With channels 3 and width 64 the reference's six 3x3 convolutions (64, 128, 128, 256, 256,
+    1 channels): as many weights as its FacialComponentDiscriminator (1,110,785)."""
+    d = FacialComponentDiscriminator()
+    assert (d.channels, d.width) == (3, 64)
+    convs = [d.conv1, d.conv2, d.conv3, d.conv4, d.conv5, d.final_conv]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (3, 64, (3, 3)),
+        (64, 128, (3, 3)),
+        (128, 128, (3, 3)),
+        (128, 256, (3, 3)),
+        (256, 256, (3, 3)),
+        (256, 1, (3, 3)),
+    ]
+    assert sum(p.numel() for p in d.parameters()) == 1_110_785
+
+
+def test_the_component_discriminator_refuses_bad_arguments_and_crops():
+    with pytest.raises(ConfigError, match=r"width must be a positive integer, got 0"):
+        FacialComponentDiscriminator(channels=1, width=0)
+    with pytest.raises(ConfigError, match=r"channels must be a positive integer, got True"):
+        FacialComponentDiscriminator(channels=True)
+    d = FacialComponentDiscriminator(channels=1, width=2)
+    with pytest.raises(ValueError, match=r"expected crops \(B, 1, H, W\) with H, W >= 4, got \(2, 1, 3, 8\)"):
+        d(torch.zeros(2, 1, 3, 8))
+    with pytest.raises(ValueError, match=r"got \(2, 3, 8, 8\)"):
+        d(torch.zeros(2, 3, 8, 8))
