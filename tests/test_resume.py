@@ -122,19 +122,19 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, monkeypatch):
     assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
 
 
-# SIGINT (Ctrl-C) goes through the same handler as SIGUSR1 (callbacks.preemption.signals), plus its
-# own rule (no KeyboardInterrupt from Python's default handler): it stands for both.
-# SIGTERM's checkpoint is also checked in process (test_sigterm_after_the_callbacks_check_still_
-# saves_a_checkpoint); its run in a process of its own is `make test-all`'s, not `make test`'s.
-@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.heavy)])
-def test_stop_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch, sig):
-    run = tmp_path / "run"
-    extra = ("callbacks.model_checkpoint.every_n_train_steps=1000", "logger=none")
-    cmd = _command(run, *extra)
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(run, 40, proc)
-    proc.send_signal(sig)
-    proc.wait(timeout=120)
+class SignalAt(pl.Callback):
+    """Sends this process ``sig`` at the end of step ``at``, as a user's Ctrl-C or a scheduler's
+    signal would arrive mid-run: the run's own handlers (callbacks.preemption) receive it."""
+
+    def __init__(self, at: int, sig: str) -> None:
+        self.at, self.sig = at, sig
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.at:
+            os.kill(os.getpid(), getattr(signal, self.sig))
+
+
+def _check_stopped_then_resumed(run: Path, sig: signal.Signals, args: list[str], monkeypatch) -> None:
     status = [r for r in read_records(run / "metrics.jsonl") if "status" in r]
     assert status and status[-1]["status"] == "interrupted", status
     assert status[-1]["reason"] == sig.name
@@ -142,12 +142,40 @@ def test_stop_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatc
     assert 40 <= stopped_at < STEPS
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == stopped_at
 
-    # The same command again, in process (the signal went to the process above).
-    assert run_gan_train(monkeypatch, *_args(run, *extra)) == 0
+    # The same command again, in process.
+    assert run_gan_train(monkeypatch, *args) == 0
     final = read_records(run / "metrics.jsonl")[-1]
     assert final["status"] == "finished" and final["step"] == STEPS
     first_resumed = min(s for s, _ in _losses_after_status(run))
     assert first_resumed == stopped_at
+
+
+# SIGINT (Ctrl-C) goes through the same handler as SIGUSR1 (callbacks.preemption.signals), plus its
+# own rule (no KeyboardInterrupt from Python's default handler): it stands for both. It is sent to
+# this process by the run itself (no interpreter start of ~12 CPU-s); a signal from outside to a
+# process of its own is the SIGTERM case, make test-all's (SIGTERM's checkpoint is also checked in
+# process by test_sigterm_after_the_callbacks_check_still_saves_a_checkpoint).
+def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    extra = ("callbacks.model_checkpoint.every_n_train_steps=1000", "logger=none")
+    sender = ("+callbacks.zz_signal._target_=tests.test_resume.SignalAt", "+callbacks.zz_signal.at=40")
+    args = _args(run, *extra, *sender, "+callbacks.zz_signal.sig=SIGINT")
+    assert run_gan_train(monkeypatch, *args) == 0
+    # The same command resumes after step 40: the sender does not fire again.
+    _check_stopped_then_resumed(run, signal.SIGINT, args, monkeypatch)
+
+
+@pytest.mark.heavy
+def test_sigterm_to_the_process_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    extra = ("callbacks.model_checkpoint.every_n_train_steps=1000", "logger=none")
+    proc = subprocess.Popen(
+        _command(run, *extra), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_step(run, 40, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    _check_stopped_then_resumed(run, signal.SIGTERM, _args(run, *extra), monkeypatch)
 
 
 def _losses_after_status(run_dir: Path) -> list[tuple[int, tuple[float, float]]]:

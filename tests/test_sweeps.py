@@ -189,7 +189,7 @@ def test_wandb_agent_command_runs(gan_train, tmp_path):
     assert "from gan_research.train import main" in script.read_text()
     # A shorter budget through the study's own key, since the full job takes a minute.
     code, _out, err = gan_train(
-        *command[2:], "study.max_steps.non_saturating=20", "metrics.num_samples=500", WANDB_RUN_ID="abcd1234"
+        *command[2:], "study.max_steps.non_saturating=20", "metrics=none", WANDB_RUN_ID="abcd1234"
     )
     assert code == 0, err[-3000:]
     run_dir = tmp_path / "outputs" / "sweeps" / "lr_balance_ring8_wandb" / "abcd1234"
