@@ -219,6 +219,10 @@ def _submitit_task_pid(cwd: Path) -> int | None:
     return None
 
 
+# Two interpreter starts of the job's task (~25 CPU-s) and submitit's controller: make test-all's
+# (CI's make test has a 10-minute budget on 2 cores); the requeue's pieces (the preemption
+# checkpoint on a signal, resume=auto in the same directory) are make test's in test_resume.
+@pytest.mark.heavy
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the task process through /proc")
 def test_submitit_local_job_requeued_on_its_time_limit_signal_resumes_and_finishes(gan_train, tmp_path):
     """The cluster path (hydra-submitit-launcher through submitit's local executor) and its

@@ -216,9 +216,35 @@ def _console_script(name: str, module: str) -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", module]
 
 
+def test_gan_classifier_command_in_process_writes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    """The console script's entry point with sys.argv as the script sets it (the script itself,
+    a process of its own importing torch and Lightning, is make test-all's test below)."""
+    script = Path(sys.executable).with_name("gan-classifier")
+    if script.is_file():
+        assert "from gan_research.metrics.classifier import main" in script.read_text()
+    out = tmp_path / "sub" / "digits.pt"
+    argv = ["dataset=digits", f"out={out}", "epochs=1", "width=4", f"hydra.run.dir={tmp_path / 'run'}"]
+    monkeypatch.setattr(sys, "argv", ["gan-classifier", *argv])
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    try:
+        classifier_main()
+    except SystemExit as exited:
+        assert exited.code in (None, 0)
+    finally:
+        GlobalHydra.instance().clear()
+    printed = capfd.readouterr().out
+    assert "test accuracy" in printed and "sha256 " in printed
+    assert load_classifier(out).name == "digits"
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+
+
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_gan_classifier_command_writes_the_file(tmp_path: Path) -> None:
-    # The one subprocess of this module: the console script itself, with Hydra's app and logging.
+    # The console script itself in a process of its own, with Hydra's app and logging.
     out = tmp_path / "sub" / "digits.pt"
     command = _console_script("gan-classifier", "gan_research.metrics.classifier")
     command += ["dataset=digits", f"out={out}", "epochs=1", "width=4", f"hydra.run.dir={tmp_path / 'run'}"]
