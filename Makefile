@@ -49,7 +49,7 @@ bench: $(STAMP) ## benchmarks: framework vs plain-PyTorch throughput, and the ev
 test: $(STAMP) ## run the test suite (CPU, offline, parallel workers; CI's command)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --maxschedchunk 1 -m "not heavy" $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## the test suite with the `heavy` runs too (WGAN-GP under DDP, SIGTERM in a process, learning checks)
+test-all: $(STAMP) ## the test suite with the `heavy` runs too (WGAN-GP under DDP, SIGTERM, submitit requeue, loky workers, learning checks)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
