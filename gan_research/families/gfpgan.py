@@ -183,6 +183,15 @@ class GFPGAN(ImageToImageModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(generator, discriminator, *args, **kwargs)
+        if getattr(generator, "prior_source", "") is None and not getattr(generator, "prior_trainable", True):
+            # A random decoder that is also frozen would train the U-Net against noise: the prior
+            # is either loaded or trained (the prior-free ablation), never neither.
+            raise ConfigError(
+                "model.generator.prior_checkpoint=null with model.generator.prior_trainable=false would "
+                "train against a random, frozen StyleGAN2 decoder; give a model=stylegan2 run's "
+                "checkpoint (prior_checkpoint, or needs), or set model.generator.prior_trainable=true "
+                "for the prior-free ablation (experiment=gfpgan_digits_no_prior)"
+            )
         self.pixel_weight = _weight("pixel_weight", pixel_weight)
         self.pyramid_weight = _weight("pyramid_weight", pyramid_weight)
         self.perceptual_weight = _weight("perceptual_weight", perceptual_weight)

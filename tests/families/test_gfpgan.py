@@ -660,3 +660,22 @@ def test_gan_train_refuses_a_missing_prior_checkpoint(cli, tmp_path):
     assert f"model.generator.prior_checkpoint={missing}" in line and "does not exist" in line
     assert "gan-train experiment=stylegan2_digits" in line
     assert not run.exists() and list(cwd.iterdir()) == []
+
+
+def test_gan_train_refuses_a_random_frozen_prior(cli, tmp_path):
+    """No prior checkpoint and a frozen decoder would train the U-Net against a random StyleGAN2:
+    one error naming both keys and the two ways out, nothing written."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    run = cwd / "run"
+    code, err = cli(
+        *GFP,
+        "needs.stylegan2_digits=null",
+        "model.generator.prior_checkpoint=null",
+        f"hydra.run.dir={run}",
+        cwd=cwd,
+    )
+    assert code == 2
+    line = one_error_line(err)
+    assert "model.generator.prior_checkpoint=null" in line and "model.generator.prior_trainable=true" in line
+    assert not run.exists() and list(cwd.iterdir()) == []
