@@ -61,6 +61,7 @@ from gan_research.utils.safe_config import (
     load_weights_only,
     one_line,
 )
+from gan_research.utils.weights import restoring_a_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,9 @@ def evaluate_checkpoint(
     source = str(run_dir / ".hydra" / "config.yaml")
     ckpt_path = checkpoint_path(run_dir, checkpoint)
     pl.seed_everything(seed, verbose=False)
-    model = _instantiate(cfg.model, "model", source, allowed=allowed_targets)
+    # Every weight comes from the checkpoint: initialisation-only files (a prior run) are not read.
+    with restoring_a_checkpoint():
+        model = _instantiate(cfg.model, "model", source, allowed=allowed_targets)
     state = _load_state(ckpt_path, model)
     datamodule = _instantiate(cfg.dataset, "dataset", source, allowed=allowed_targets)
     # As in training: the model checked against its data, and what it holds that reads the data

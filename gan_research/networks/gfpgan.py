@@ -80,7 +80,7 @@ from gan_research.networks.stylegan import (
 )
 from gan_research.utils.safe_config import load_weights_only
 from gan_research.utils.validation import check_positive_int
-from gan_research.utils.weights import WeightsFileMissing
+from gan_research.utils.weights import WeightsFileMissing, initial_weights_needed
 
 __all__ = [
     "MIN_COMPONENT_SIZE",
@@ -341,7 +341,12 @@ class GFPGANGenerator(nn.Module):
         self.prior_source: str | None = None
         self.prior_weights: str | None = None
         if prior_checkpoint is not None and str(prior_checkpoint) != "":
-            self.load_prior(prior_checkpoint)
+            if initial_weights_needed():
+                self.load_prior(prior_checkpoint)
+            else:
+                # Built to receive a GFP-GAN checkpoint (gan-eval), which holds the prior's weights
+                # as trained: the prior run itself need not exist any more.
+                self.prior_source = str(prior_checkpoint)
 
     @staticmethod
     def _check_noise_mode(noise_mode: object) -> str:

@@ -27,8 +27,10 @@ Inception: they come from their file, not from a training checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,26 @@ def keep_out_of_checkpoints(module: nn.Module) -> nn.Module:
     module.register_state_dict_post_hook(_drop_from_state_dict)
     module.register_load_state_dict_pre_hook(_fill_from_module)
     return module
+
+
+# Set while a model is built only to receive every weight from a checkpoint (gan-eval): weights
+# a network loads merely to initialise itself (a pretrained prior) would be overwritten at once.
+_RESTORING: ContextVar[bool] = ContextVar("gan_research_restoring_a_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def restoring_a_checkpoint() -> Iterator[None]:
+    """Networks built inside this block get all their weights from a checkpoint next: the files
+    they would read only to initialise themselves (GFP-GAN's StyleGAN2 prior) are neither needed
+    nor read (:func:`initial_weights_needed`), so evaluating a run does not need the runs it
+    was initialised from."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
+
+
+def initial_weights_needed() -> bool:
+    """False inside :func:`restoring_a_checkpoint`: skip loading initialisation-only weights."""
+    return not _RESTORING.get()

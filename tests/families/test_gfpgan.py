@@ -534,18 +534,24 @@ def test_translate_fixes_the_priors_noise_and_restores_the_noise_mode(gfpgan_run
     assert net.noise_mode == "random"
 
 
-def test_gan_eval_scores_a_gfpgan_checkpoint_with_the_restoration_metrics(gfpgan_run, data_dir):
+def test_gan_eval_scores_a_gfpgan_checkpoint_with_the_restoration_metrics(gfpgan_run, prior_run, data_dir):
     run = gfpgan_run["run_dir"]
-    scores = evaluate_run(
-        run / "checkpoints" / "last.ckpt",
-        [
-            "device=cpu",
-            "metrics=restoration",
-            "metrics.num_samples=16",
-            "metrics.feature_network=none",
-            f"paths.data_dir={data_dir}",
-        ],
-    )
+    # The checkpoint holds the prior's weights: gan-eval does not need the prior run any more.
+    away = prior_run.with_name(prior_run.name + "_moved_away")
+    prior_run.rename(away)
+    try:
+        scores = evaluate_run(
+            run / "checkpoints" / "last.ckpt",
+            [
+                "device=cpu",
+                "metrics=restoration",
+                "metrics.num_samples=16",
+                "metrics.feature_network=none",
+                f"paths.data_dir={data_dir}",
+            ],
+        )
+    finally:
+        away.rename(prior_run)
     for key in ("val/class_agreement", "val/class_agreement_degraded", "val/psnr", "val/psnr_degraded"):
         assert key in scores, sorted(scores)
     assert 0 <= scores["val/class_agreement"] <= 1
