@@ -524,18 +524,12 @@ class DegradedFolderDataModule(_Restoration):
                 f"{self.train_dir!r}, so its images would be trained on; use separate folders, or "
                 "val_dir: null to hold out val_fraction of train_dir"
             )
-        if (
-            isinstance(val_fraction, bool)
-            or not isinstance(val_fraction, (int, float))
-            or not 0.0 < val_fraction <= 0.5
-        ):
-            raise ConfigError(
-                f"{self.name}: dataset.val_fraction={val_fraction!r} is invalid: expected a number in "
-                "(0, 0.5], the share of the images held out for validation when dataset.val_dir is null"
-            )
-        if isinstance(split_seed, bool) or not isinstance(split_seed, int):
-            raise ConfigError(f"{self.name}: dataset.split_seed must be an integer, got {split_seed!r}")
-        self.val_fraction, self.split_seed = float(val_fraction), split_seed
+        self.val_fraction, self.split_seed = check_digit_split(
+            self.name,
+            val_fraction,
+            split_seed,
+            share="the share of the images held out for validation when dataset.val_dir is null",
+        )
         self.max_val_images = check_positive_int(self.name, "max_val_images", max_val_images, form="key")
 
     def _files(self) -> tuple[list[Path], list[Path]]:

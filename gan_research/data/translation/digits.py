@@ -45,8 +45,14 @@ def edge_map(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (mask - eroded) * 2 - 1
 
 
-def check_digit_split(owner: str, val_fraction: Any, split_seed: Any) -> tuple[float, int]:
-    """The held-out share of the digits (in (0, 0.5]) and the split's seed, checked."""
+def check_digit_split(
+    owner: str,
+    val_fraction: Any,
+    split_seed: Any,
+    share: str = "the share of the 1797 digits held out for validation (e.g. 0.1)",
+) -> tuple[float, int]:
+    """The held-out share of the digits (in (0, 0.5]) and the split's seed, checked; ``share``
+    says in the error what the fraction is of (a folder's images for the folder datasets)."""
     if (
         isinstance(val_fraction, bool)
         or not isinstance(val_fraction, (int, float))
@@ -54,7 +60,7 @@ def check_digit_split(owner: str, val_fraction: Any, split_seed: Any) -> tuple[f
     ):
         raise ConfigError(
             f"{owner}: dataset.val_fraction={val_fraction!r} is invalid: expected a number in "
-            "(0, 0.5], the share of the 1797 digits held out for validation (e.g. 0.1)"
+            f"(0, 0.5], {share}"
         )
     if isinstance(split_seed, bool) or not isinstance(split_seed, int):
         raise ConfigError(f"{owner}: dataset.split_seed must be an integer, got {split_seed!r}")
