@@ -91,7 +91,8 @@ class AdversarialModule(pl.LightningModule):
 
     Args:
         generator: nn.Module with ``latent_dim`` and ``output_shape``.
-        discriminator: nn.Module with ``input_shape`` returning scores of shape (B,).
+        discriminator: nn.Module with ``input_shape`` returning scores of shape (B,); None for a
+            family that declares ``adversarial = False`` (it then has one optimiser, G's).
         loss: the adversarial objective (``loss`` config group).
         schedule: the training schedule (``schedule`` config group).
         optimizer_g, optimizer_d: partially applied optimisers (``_partial_: true``).
@@ -106,7 +107,7 @@ class AdversarialModule(pl.LightningModule):
     def __init__(
         self,
         generator: nn.Module,
-        discriminator: nn.Module,
+        discriminator: nn.Module | None,
         loss: GANObjective,
         schedule: Schedule,
         optimizer_g: OptimizerFactory,
@@ -120,8 +121,15 @@ class AdversarialModule(pl.LightningModule):
             raise ConfigError(f"model.width={width!r} is invalid: expected a positive integer (or null)")
         self.width = width
         self.automatic_optimization = False
+        if (discriminator is None) == self.adversarial:
+            raise ConfigError(
+                f"{type(self).__name__} trains {'against' if self.adversarial else 'without'} a "
+                f"discriminator, but model.discriminator is {'null' if discriminator is None else 'set'}; "
+                f"{'configure one' if self.adversarial else 'set model.discriminator=null'}"
+            )
         self.check_networks(generator, discriminator)
-        self.check_critic_normalisation(discriminator, loss)
+        if discriminator is not None:
+            self.check_critic_normalisation(discriminator, loss)
         if schedule.label_smoothing > 0 and not supports_label_smoothing(loss.adversarial):
             raise ConfigError(
                 f"schedule.label_smoothing={schedule.label_smoothing} needs a loss with real-label targets "
@@ -165,6 +173,10 @@ class AdversarialModule(pl.LightningModule):
     #: Whether G has a non-adversarial loss to train on alone (SRGAN's content loss), so the
     #: family accepts ``schedule.pretrain_steps`` > 0 (see :attr:`pretraining`).
     pretrain_loss: ClassVar[bool] = False
+    #: Whether the family trains against a discriminator. False: a generator trained alone (a
+    #: maximum-likelihood stage such as VQGAN's transformer); ``model.discriminator`` is null, the
+    #: module has one optimiser (G's) and the ``loss`` group is not used.
+    adversarial: ClassVar[bool] = True
     #: What ``sample_for_evaluation`` returns, matched against an evaluator's ``scores``:
     #: ``samples`` (images or points, or (samples, labels)); image-to-image families: ``translations``.
     evaluation_output: ClassVar[str] = "samples"
@@ -306,10 +318,12 @@ class AdversarialModule(pl.LightningModule):
     # ------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
         opt_g = self._optimizer_g(params=self.generator.parameters())
-        opt_d = self._optimizer_d(params=self.discriminator.parameters())
+        optimizers = [opt_g]
+        if self.discriminator is not None:
+            optimizers.append(self._optimizer_d(params=self.discriminator.parameters()))
         decay = self.schedule.lr_decay
         if decay == "none":
-            return [opt_g, opt_d]
+            return optimizers
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps < 1:
             raise ConfigError(f"schedule.lr_decay={decay} needs a finite trainer.max_steps")
@@ -323,8 +337,8 @@ class AdversarialModule(pl.LightningModule):
             return factor if step >= start else 1.0
 
         rule = linear if decay == "linear" else stepped
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, rule) for o in (opt_g, opt_d)]
-        return [opt_g, opt_d], schedulers
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, rule) for o in optimizers]
+        return optimizers, schedulers
 
     @property
     def pretraining(self) -> bool:
@@ -408,6 +422,15 @@ class AdversarialModule(pl.LightningModule):
             logs["train/d_skipped"] = torch.tensor(float(skip))
         return logs
 
+    def real_scores_for_generator(self, score_real: Callable[[], Tensor]) -> Tensor | None:
+        """D's scores of the step's real batch for G's adversarial loss, when the loss is
+        relativistic (``loss.adversarial.relativistic``), else None, without the extra D forward.
+        Taken without gradient: they do not depend on G, and D is not updated in G's phase."""
+        if not self.objective.adversarial.relativistic:
+            return None
+        with torch.no_grad():
+            return score_real()
+
     def generator_update(self, opt_g: LightningOptimizer, g: GeneratorLoss) -> dict[str, Tensor]:
         """The end of one G update, called inside ``optimizer_phase(opt_g)``: backward and step
         (a step of ``global_step``); returns ``train/g_loss``, ``train/g_<term>``,
@@ -430,11 +453,13 @@ class AdversarialModule(pl.LightningModule):
                 1e-12
             )
         self.update_ema()
-        opt_g, opt_d = self.optimizers()
+        optimizers = self.optimizers()
         # The rates this step's updates used, read before the schedulers move them on.
         # Host tensors: logging them needs no device copy, and only happens on logging steps.
-        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
-        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
+        # A family without a discriminator has G's optimiser only (not a list).
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for name, opt in zip(("g", "d"), optimizers, strict=False):
+            logs[f"train/lr_{name}"] = torch.tensor(opt.param_groups[0]["lr"])
         self.step_lr_schedulers()
         if self.schedule.instance_noise > 0:
             logs["train/instance_noise"] = torch.tensor(self.instance_noise_std())

@@ -253,9 +253,11 @@ class CycleGAN(ImageToImageModule):
         adversarial = self.objective.adversarial
         fake_b = g(a)
         fake_a = f(b)
+        real_b = self.real_scores_for_generator(lambda: d.d_b(self.add_instance_noise(b)))
+        real_a = self.real_scores_for_generator(lambda: d.d_a(self.add_instance_noise(a)))
         adv = self.g_factor * (
-            adversarial.generator_loss(d.d_b(self.add_instance_noise(fake_b)))
-            + adversarial.generator_loss(d.d_a(self.add_instance_noise(fake_a)))
+            adversarial.generator_loss(d.d_b(self.add_instance_noise(fake_b)), real_b)
+            + adversarial.generator_loss(d.d_a(self.add_instance_noise(fake_a)), real_a)
         )
         cycle = self.cycle_weight * (F.l1_loss(f(fake_b), a) + F.l1_loss(g(fake_a), b))
         if self.identity_weight > 0:

@@ -365,7 +365,10 @@ class GFPGAN(ImageToImageModule):
             loss = loss + self.perceptual_weight * terms["perceptual"] + self.style_weight * terms["style"]
         if self.adversarial_weight > 0:
             scores = self.discriminator(self.add_instance_noise(restored))
-            terms["adv"] = self.objective.adversarial.generator_loss(scores)
+            real_scores = self.real_scores_for_generator(
+                lambda: self.discriminator(self.add_instance_noise(clean))
+            )
+            terms["adv"] = self.objective.adversarial.generator_loss(scores, real_scores)
             loss = loss + self.adversarial_weight * terms["adv"]
         if self.component_discriminators is not None:
             gan, style = self.component_generator_losses(restored, clean)

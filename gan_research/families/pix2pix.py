@@ -191,7 +191,8 @@ class Pix2Pix(ImageToImageModule):
         """Eq. 4's G side: ``{"g_loss": adv + l1_weight * l1, "g_adv": adv, "g_l1": l1}``
         (l1 unweighted: the mean absolute error per pixel)."""
         scores = self.discriminate(*self.noisy_pair(a, fake))
-        g_adv = self.objective.adversarial.generator_loss(scores)
+        real_scores = self.real_scores_for_generator(lambda: self.discriminate(*self.noisy_pair(a, b)))
+        g_adv = self.objective.adversarial.generator_loss(scores, real_scores)
         g_l1 = F.l1_loss(fake, b)
         return {"g_loss": g_adv + self.l1_weight * g_l1, "g_adv": g_adv, "g_l1": g_l1}
 

@@ -186,7 +186,12 @@ class SPADE(ImageToImageModule):
         fake, kl = self.synthesize(segmap, real)
         fake_out, real_out = self.discriminate(segmap, fake, real)
         adversarial = self.objective.adversarial
-        g_adv = sum(adversarial.generator_loss(f[-1]) for f in fake_out) / len(fake_out)
+        # real_out is D's forward on the real pair, already made for feature matching; a
+        # relativistic loss reads its final logits, detached (they do not depend on G).
+        real_final = [r[-1].detach() if adversarial.relativistic else None for r in real_out]
+        g_adv = sum(
+            adversarial.generator_loss(f[-1], r) for f, r in zip(fake_out, real_final, strict=True)
+        ) / len(fake_out)
         loss, terms = g_adv, {"adv": g_adv}
         if self.feature_matching_weight > 0:
             fm = discriminator_feature_matching(fake_out, real_out)

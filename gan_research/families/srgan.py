@@ -167,7 +167,12 @@ class SRGAN(ImageToImageModule):
         """One G update on eq. 3: content + adversarial_weight · adversarial (D frozen by the toggle)."""
         with self.optimizer_phase(opt_g):
             content = self.content_loss(sr, hr)
-            g_adv = self.objective.adversarial.generator_loss(self.discriminator(self.add_instance_noise(sr)))
+            real_scores = self.real_scores_for_generator(
+                lambda: self.discriminator(self.add_instance_noise(hr))
+            )
+            g_adv = self.objective.adversarial.generator_loss(
+                self.discriminator(self.add_instance_noise(sr)), real_scores
+            )
             loss = content + self.adversarial_weight * g_adv
             return self.generator_update(opt_g, GeneratorLoss(loss, {"content": content, "adv": g_adv}))
 

@@ -194,7 +194,10 @@ class FeedForwardStyleTransfer(ImageToImageModule):
         with self.optimizer_phase(opt_g):
             terms = self.style_terms(content, stylised)
             scores = self.discriminator(self.add_instance_noise(stylised))
-            adv = self.objective.adversarial.generator_loss(scores)
+            real_scores = self.real_scores_for_generator(
+                lambda: self.discriminator(self.add_instance_noise(style))
+            )
+            adv = self.objective.adversarial.generator_loss(scores, real_scores)
             loss = (
                 self.content_weight * terms["content"]
                 + self.style_weight * terms["style"]

@@ -4,7 +4,10 @@ Every discriminator returns raw scores of shape (B,): logits of P(real) for the
 probabilistic losses, unbounded critic values for Wasserstein and hinge. The
 losses know nothing of networks or optimisers (stylegan2-ada's split), so a
 family calls ``discriminator_loss(real_scores, fake_scores)`` and
-``generator_loss(fake_scores)`` and nothing else.
+``generator_loss(fake_scores, real_scores)`` and nothing else. ``real_scores`` in G's
+loss is read only by the relativistic losses (``relativistic = True``,
+``gan_research.losses.relativistic``); a family computes them (D on the step's real
+batch, no gradient) only when the loss declares it, and passes None otherwise.
 
 All losses are *minimised*; sign conventions below follow from that.
 """
@@ -24,6 +27,9 @@ class AdversarialLoss:
     """
 
     probabilistic: bool = False
+    #: G's loss compares fakes with real data (relativistic losses): the family passes D's
+    #: scores of the real batch as ``generator_loss(fake, real)``.
+    relativistic: bool = False
 
     def decision_threshold(self, real: Tensor, fake: Tensor) -> Tensor | float:
         """Score above which D calls a sample real (for the D-accuracy diagnostics).
@@ -36,7 +42,9 @@ class AdversarialLoss:
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         raise NotImplementedError
 
-    def generator_loss(self, fake: Tensor) -> Tensor:
+    def generator_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:
+        """G's loss from D's scores of the fake batch (``real``: of the real batch, read by
+        relativistic losses only)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -68,7 +76,7 @@ class MinimaxLoss(AdversarialLoss):
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         return _bce_real(real, real_target) + F.softplus(fake).mean()
 
-    def generator_loss(self, fake: Tensor) -> Tensor:
+    def generator_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:
         return -F.softplus(fake).mean()
 
 
@@ -79,7 +87,7 @@ class NonSaturatingLoss(MinimaxLoss):
     maximises log D(G(z)), i.e. minimises softplus(-f). D's loss is unchanged.
     """
 
-    def generator_loss(self, fake: Tensor) -> Tensor:
+    def generator_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:
         return F.softplus(-fake).mean()
 
 
@@ -96,7 +104,7 @@ class WassersteinLoss(AdversarialLoss):
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         return fake.mean() - real.mean()
 
-    def generator_loss(self, fake: Tensor) -> Tensor:
+    def generator_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:
         return -fake.mean()
 
 
@@ -122,7 +130,7 @@ class LeastSquaresLoss(AdversarialLoss):
         b = self.b - (1.0 - real_target) * (self.b - self.a)
         return 0.5 * ((real - b) ** 2).mean() + 0.5 * ((fake - self.a) ** 2).mean()
 
-    def generator_loss(self, fake: Tensor) -> Tensor:
+    def generator_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:
         return 0.5 * ((fake - self.c) ** 2).mean()
 
     def __repr__(self) -> str:
@@ -143,7 +151,7 @@ class HingeLoss(AdversarialLoss):
     def discriminator_loss(self, real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
-    def generator_loss(self, fake: Tensor) -> Tensor:
+    def generator_loss(self, fake: Tensor, real: Tensor | None = None) -> Tensor:
         return -fake.mean()
 
 
