@@ -15,6 +15,8 @@ it unchanged. Each hook returns what it computes:
 - :meth:`sample_condition` / :meth:`real_condition`: what a fake / real batch is
   conditioned on (class labels, latent codes; None when unconditional);
 - :meth:`generate_fake`: G's forward pass;
+- :meth:`real_samples`: what D judges of a real batch (the batch itself; MSG-GAN: the
+  batch's image pyramid, in the form :meth:`generate_fake` gives its fakes);
 - :meth:`discriminate`: D's forward pass, returning the adversarial scores and
   whatever else D outputs (class logits, Q head);
 - :meth:`discriminator_extra_losses` / :meth:`generator_extra_losses`: a :class:`LossTerms`,
@@ -65,6 +67,11 @@ class GAN(AdversarialModule):
     def generate_fake(self, z: Tensor, condition: Any) -> Tensor:
         return self.generator(z)
 
+    def real_samples(self, real: Tensor) -> Tensor:
+        """What D judges of a real batch, in the form :meth:`generate_fake` returns fakes (so label
+        flips, instance noise and gradient penalties mix the two elementwise)."""
+        return real
+
     def discriminate(self, x: Tensor, condition: Any) -> tuple[Tensor, Any]:
         """(scores of shape (B,), extra outputs of D or None)."""
         return self.discriminator(x), None
@@ -101,13 +108,14 @@ class GAN(AdversarialModule):
         for real, labels in zip(real_all.chunk(n_critic), label_chunks, strict=True):
             logs.update(self.discriminator_step(real, opt_d, labels))
         # The G update is given the last D update's real batch: feature matching reads it.
-        logs.update(self.generator_step(real, opt_g))
+        logs.update(self.generator_step(real, opt_g, labels))
         return logs, real.shape[0]
 
     def discriminator_step(self, real: Tensor, opt_d: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One D update on ``real`` against a fresh fake batch of its size; returns its logs."""
         real_cond = self.real_condition(labels) if labels is not None else None
         fake_cond = self.sample_condition(real.shape[0])
+        real = self.real_samples(real)
         with torch.no_grad():
             fake = self.generate_fake(self.sample_latent(real.shape[0]), fake_cond)
         (real_in, real_cond), (fake_in, fake_cond) = self.flip_pairs((real, real_cond), (fake, fake_cond))
@@ -131,15 +139,22 @@ class GAN(AdversarialModule):
                 opt_d, DiscriminatorLoss(d_loss, d_adv, real_scores, fake_scores, terms, extra.logs)
             )
 
-    def generator_step(self, real: Tensor, opt_g: Any) -> dict[str, Tensor]:
-        """One G update on a fresh fake batch of ``real``'s size (``real``: the last D update's
-        real batch, read only by families whose G loss compares with real data); returns its logs."""
+    def generator_step(self, real: Tensor, opt_g: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One G update on a fresh fake batch of ``real``'s size (``real``, ``labels``: the last D
+        update's real batch, read only where G's loss compares with real data: feature matching,
+        a relativistic loss); returns its logs."""
         batch_size = real.shape[0]
         with self.optimizer_phase(opt_g):
             fake_cond = self.sample_condition(batch_size)
             fake = self.generate_fake(self.sample_latent(batch_size), fake_cond)
             fake_scores, fake_extra = self.discriminate(self.add_instance_noise(fake), fake_cond)
-            g_adv = self.objective.adversarial.generator_loss(fake_scores)
+            real_scores = self.real_scores_for_generator(
+                lambda: self.discriminate(
+                    self.add_instance_noise(self.real_samples(real)),
+                    self.real_condition(labels) if labels is not None else None,
+                )[0]
+            )
+            g_adv = self.objective.adversarial.generator_loss(fake_scores, real_scores)
             extra = self.generator_extra_losses(fake, fake_extra, fake_cond)
             g_loss = g_adv + sum(extra.losses.values()) if extra.losses else g_adv
             return self.generator_update(opt_g, GeneratorLoss(g_loss, extra.losses, extra.logs))

@@ -255,8 +255,9 @@ class SemiSupervisedGAN(GAN):
         # The real batch's labels are dropped here: only the labelled subset's labels are used.
         return super().discriminator_step(real, opt_d, None)
 
-    def generator_step(self, real: Tensor, opt_g: Any) -> dict[str, Tensor]:
-        """G's update; with feature matching, against ``real``, the last D update's real batch."""
+    def generator_step(self, real: Tensor, opt_g: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """G's update; with feature matching, against ``real``, the last D update's real batch
+        (its labels are dropped, as in the D update)."""
         if self.generator_loss == "adversarial":
             return super().generator_step(real, opt_g)
         # Feature matching replaces G's adversarial loss, while the hooks can only add terms

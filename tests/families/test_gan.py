@@ -39,9 +39,9 @@ def test_one_step_changes_g_and_d_and_d_is_frozen_during_g_update(make_cfg, monk
     seen = {}
     original = GAN.generator_step
 
-    def spy(self, real, opt_g):
+    def spy(self, real, opt_g, labels=None):
         d_before, g_before = params(self.discriminator), params(self.generator)
-        out = original(self, real, opt_g)
+        out = original(self, real, opt_g, labels)
         seen["d_changed_in_g_step"] = changed(d_before, self.discriminator)
         seen["g_changed_in_g_step"] = changed(g_before, self.generator)
         seen["d_requires_grad_after"] = all(p.requires_grad for p in self.discriminator.parameters())

@@ -102,9 +102,9 @@ def test_step_trains_both_networks_and_logs_the_supervised_loss(make_cfg, monkey
     d_changed_in_g_step = []
     original = SemiSupervisedGAN.generator_step
 
-    def spy(self, real, opt_g):
+    def spy(self, real, opt_g, labels=None):
         before = params(self.discriminator)
-        out = original(self, real, opt_g)
+        out = original(self, real, opt_g, labels)
         d_changed_in_g_step.append(changed(before, self.discriminator))
         return out
 
