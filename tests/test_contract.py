@@ -6,7 +6,8 @@ config has (``model.width``, the model's size knob, and ``dataset.batch_size``),
 few steps in-process. What every family promises:
 
 - one step changes G and D (after ``schedule.pretrain_steps`` generator-only steps, kept to one);
-  D's weights do not change during a G update;
+  D's weights do not change during a G update (a family without a discriminator,
+  ``adversarial = False``, has G's optimiser only and must change G);
 - ``global_step`` counts generator updates (one G optimiser step per step);
 - ``last.ckpt`` holds the final step and loads with ``weights_only=True``;
 - a run resumed from a mid-run checkpoint logs the same next losses as the uninterrupted run;
@@ -56,10 +57,18 @@ class ContractProbe(Callback):
     results: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        opt_g, opt_d = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers[:2])
-        record: dict[str, Any] = {"g_steps": 0, "d_steps": 0, "d_changed_in_g_step": 0}
+        optimizers = [o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers[:2]]
+        adversarial = pl_module.discriminator is not None
+        record: dict[str, Any] = {
+            "g_steps": 0,
+            "d_steps": 0,
+            "d_changed_in_g_step": 0,
+            "adversarial": adversarial,
+        }
         self.results[str(trainer.default_root_dir)] = record
-        d_params = list(pl_module.discriminator.parameters())
+        assert len(optimizers) == (2 if adversarial else 1), optimizers
+        opt_g = optimizers[0]
+        d_params = list(pl_module.discriminator.parameters()) if adversarial else []
         snapshot: list[torch.Tensor] = []
         record["start"] = {
             "generator": [p.detach().clone() for p in pl_module.generator.parameters()],
@@ -79,13 +88,14 @@ class ContractProbe(Callback):
 
         opt_g.register_step_pre_hook(before_g)
         opt_g.register_step_post_hook(after_g)
-        opt_d.register_step_post_hook(after_d)
+        if adversarial:
+            optimizers[1].register_step_post_hook(after_d)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         record = self.results[str(trainer.default_root_dir)]
         start = record.pop("start")
         for name in ("generator", "discriminator"):
-            now = list(getattr(pl_module, name).parameters())
+            now = list(getattr(pl_module, name).parameters()) if getattr(pl_module, name) is not None else []
             record[f"{name}_changed"] = any(
                 not torch.equal(a, p.detach()) for a, p in zip(start[name], now, strict=True)
             )
@@ -182,12 +192,14 @@ def test_every_experiment_keeps_the_family_contract(experiment, tmp_path, shared
     steps = cfg.schedule.max_steps
     pretrain = cfg.schedule.pretrain_steps
 
-    # One step changes G and D; a G update never changes D.
-    assert probe["generator_changed"] and probe["discriminator_changed"], probe
+    # One step changes G and D; a G update never changes D. A family without a discriminator
+    # (adversarial = False) trains G alone.
+    adversarial = probe["adversarial"]
+    assert probe["generator_changed"] and (probe["discriminator_changed"] or not adversarial), probe
     assert probe["d_changed_in_g_step"] == 0, probe
     # global_step counts generator updates: one G optimiser step per training step.
     assert probe["g_steps"] == steps, probe
-    assert probe["d_steps"] >= steps - pretrain, probe
+    assert probe["d_steps"] >= (steps - pretrain if adversarial else 0), probe
 
     # The final checkpoint holds the final step and loads without running code.
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
