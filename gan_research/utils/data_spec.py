@@ -34,6 +34,8 @@ class DataKind(str, Enum):
     PAIRED = "paired"
     #: Two image domains A and B without alignment (CycleGAN).
     UNPAIRED = "unpaired"
+    #: Labelled images, each with captions describing it (text-to-image: StackGAN).
+    CAPTIONED = "captioned"
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -45,6 +47,7 @@ _DESCRIPTIONS = {
     DataKind.STACKED: "stacked images (a labelled image per channel)",
     DataKind.PAIRED: "paired image translation (aligned a -> b)",
     DataKind.UNPAIRED: "unpaired image translation (domains A and B)",
+    DataKind.CAPTIONED: "captioned images (text to image)",
 }
 
 #: The translation kinds: samples are (a, b) and the networks map one domain to the other.
