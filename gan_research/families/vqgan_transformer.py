@@ -28,23 +28,17 @@ load), reading of the stage-1 run only its recorded config, the architecture.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from gan_research.errors import CheckpointError, ConfigError
+from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule, GeneratorLoss, require_attributes
 from gan_research.utils.data_spec import DataKind
-from gan_research.utils.run_dir import read_recorded_config
-from gan_research.utils.safe_config import checked_node, load_weights_only
-from gan_research.utils.weights import WeightsFileMissing, initial_weights_needed
+from gan_research.utils.earlier_run import load_run_weights, network_from_run
+from gan_research.utils.weights import initial_weights_needed
 
 #: The config key of the stage-1 run, named in errors.
 FIRST_STAGE_KEY = "model.first_stage_run"
@@ -54,96 +48,6 @@ _HOW_TO_MAKE = (
 )
 # Samples decoded per forward when sampling for the metrics.
 _SAMPLE_CHUNK = 500
-
-
-def _first_stage_state(checkpoint: Any, raw: str) -> tuple[dict[str, Tensor], str]:
-    """The autoencoder's tensors in a stage-1 training checkpoint (keys relative to it) and their
-    prefix: the EMA autoencoder when the run kept one, else the trained one."""
-    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointError(f"{FIRST_STAGE_KEY}: {raw} is not a training checkpoint (no 'state_dict').")
-    for prefix in ("generator_ema.", "generator."):
-        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if state:
-            if not any(k.startswith("quantizer.") for k in state):
-                raise CheckpointError(
-                    f"{FIRST_STAGE_KEY}: {raw} holds a generator without a codebook ({prefix}quantizer.* "
-                    f"missing): a run of another model, not model=vqgan. {_HOW_TO_MAKE}."
-                )
-            return state, prefix
-    raise CheckpointError(f"{FIRST_STAGE_KEY}: {raw} holds no generator weights. {_HOW_TO_MAKE}.")
-
-
-def first_stage_from_run(run: str | os.PathLike[str]) -> tuple[nn.Module, Path]:
-    """The stage-1 autoencoder of a ``model=vqgan`` run directory, built from the run's recorded
-    ``model.generator`` (``.hydra/config.yaml``, its ``_target_`` checked against the allow-list),
-    and the run's ``checkpoints/last.ckpt``.
-
-    Raises:
-        WeightsFileMissing: no recorded config in ``run`` (not a gan-train run directory).
-        ConfigError: the recorded generator is not a vector-quantised autoencoder.
-    """
-    raw = str(run)
-    run_dir = Path(os.path.expandvars(raw)).expanduser()
-    cfg = read_recorded_config(run_dir)
-    if cfg is None:
-        raise WeightsFileMissing(
-            f"{FIRST_STAGE_KEY}={raw}: {run_dir / '.hydra' / 'config.yaml'} does not exist, so {run_dir} is "
-            f"not a gan-train run directory. {_HOW_TO_MAKE}."
-        )
-    node = OmegaConf.select(cfg, "model.generator")
-    if node is None:
-        raise ConfigError(
-            f"{FIRST_STAGE_KEY}={raw}: its recorded config has no model.generator. {_HOW_TO_MAKE}."
-        )
-    source = str(run_dir / ".hydra" / "config.yaml")
-    first_stage = instantiate(checked_node(node, source, "model.generator"))
-    require_attributes(
-        "generator of " + FIRST_STAGE_KEY,
-        first_stage,
-        ("encode", "decode_indices", "latent_shape", "n_embed", "output_shape"),
-        f"{raw} is not a model=vqgan run (VQGAN's transformer needs a vector-quantised autoencoder)",
-    )
-    return first_stage, run_dir / "checkpoints" / "last.ckpt"
-
-
-def load_first_stage(first_stage: nn.Module, path: str | os.PathLike[str]) -> str:
-    """Load a stage-1 run's autoencoder weights into ``first_stage``; returns the prefix used.
-
-    Raises:
-        WeightsFileMissing: no file at ``path``.
-        CheckpointError: unreadable or refused file, not a VQGAN checkpoint, or tensors that do not
-            fit (the first mismatching one, its shape in the file and the one expected).
-    """
-    raw = str(path)
-    file = Path(os.path.expandvars(raw)).expanduser()
-    if not file.is_file():
-        problem = "is a directory, not a file" if file.is_dir() else "does not exist"
-        raise WeightsFileMissing(f"{FIRST_STAGE_KEY}: {file} {problem}. {_HOW_TO_MAKE}.")
-    what = f"{FIRST_STAGE_KEY}: the VQGAN checkpoint"
-    checkpoint = load_weights_only(file, what=what, fix=f"{_HOW_TO_MAKE}.")
-    state, prefix = _first_stage_state(checkpoint, raw)
-    expected = first_stage.state_dict()
-    for key, tensor in expected.items():
-        if key not in state:
-            raise CheckpointError(
-                f"{FIRST_STAGE_KEY}: {raw} does not fit the run's recorded model.generator: {prefix}{key} "
-                f"is missing (expected shape {tuple(tensor.shape)}); the checkpoint is not that run's."
-            )
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{FIRST_STAGE_KEY}: {raw} does not fit the run's recorded model.generator: {prefix}{key} "
-                f"has shape {tuple(state[key].shape)} in the file, expected {tuple(tensor.shape)}; the "
-                "checkpoint is not that run's."
-            )
-    unexpected = [k for k in state if k not in expected]
-    if unexpected:
-        raise CheckpointError(
-            f"{FIRST_STAGE_KEY}: {raw} does not fit the run's recorded model.generator: "
-            f"{len(unexpected)} unexpected tensors, the first {prefix}{unexpected[0]}."
-        )
-    first_stage.load_state_dict(state)
-    return prefix
 
 
 class VQGANTransformer(AdversarialModule):
@@ -178,7 +82,13 @@ class VQGANTransformer(AdversarialModule):
         super().__init__(generator, discriminator, *args, **kwargs)
         if first_stage_run is None or str(first_stage_run) in ("", "None"):
             raise ConfigError(f"{FIRST_STAGE_KEY} is not set. {_HOW_TO_MAKE}.")
-        first_stage, checkpoint = first_stage_from_run(first_stage_run)
+        first_stage, checkpoint = network_from_run(
+            first_stage_run,
+            key=FIRST_STAGE_KEY,
+            how_to_make=_HOW_TO_MAKE,
+            requires=("encode", "decode_indices", "latent_shape", "n_embed", "output_shape", "quantizer"),
+            kind="a vector-quantised autoencoder (a model=vqgan run)",
+        )
         self.check_codes(generator, first_stage)
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature <= 0:
             raise ConfigError(f"model.temperature={temperature!r} is invalid: expected a number > 0")
@@ -196,7 +106,7 @@ class VQGANTransformer(AdversarialModule):
         self.top_k = top_k
         self.first_stage = first_stage.requires_grad_(False).eval()
         if initial_weights_needed():
-            load_first_stage(self.first_stage, checkpoint)
+            load_run_weights(self.first_stage, checkpoint, key=FIRST_STAGE_KEY, how_to_make=_HOW_TO_MAKE)
         # Otherwise built to receive a stage-2 checkpoint (gan-eval), which holds the first stage's
         # weights: only the stage-1 run's recorded config (its architecture) is read.
         self.first_stage_source = str(checkpoint)
