@@ -167,7 +167,11 @@ class MappedFeatures(nn.Module):
 
 #: What a model's evaluation output is, as an evaluator's ``scores`` and a family's
 #: ``evaluation_output`` name it.
-SCORES = {"samples": "a generator's samples", "translations": "translations of input images"}
+SCORES = {
+    "samples": "a generator's samples",
+    "translations": "translations of input images",
+    "captions": "images generated from captions (generate_from_captions)",
+}
 
 
 def require_scores(evaluator: Any, module: Any, fix: str) -> None:

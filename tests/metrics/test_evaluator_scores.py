@@ -31,7 +31,9 @@ def test_families_declare_their_evaluation_output():
 
 
 def test_metrics_options_filter_on_data_kind_and_model_output():
-    assert metrics_options(DataKind.IMAGES, "translations") == ["style_transfer"]
+    # Image data whose model makes translations: a style (style transfer), a reconstruction (VQGAN).
+    assert metrics_options(DataKind.IMAGES, "translations") == ["reconstruction", "style_transfer"]
+    assert metrics_options(DataKind.CAPTIONED, "captions") == ["text_to_image"]
     assert "default" in metrics_options(DataKind.IMAGES, "samples")
     assert "style_transfer" not in metrics_options(DataKind.IMAGES, "samples")
     paired = metrics_options(DataKind.PAIRED, "translations")
