@@ -41,27 +41,37 @@ def fit(cfg, model, datamodule):
     return trainer
 
 
-def test_mismatched_captions_are_fakes_of_the_matching_aware_d(make_cfg, monkeypatch):
-    cfg = make_cfg("experiment=stackgan_digits", *TINY, "schedule.max_steps=1")
+def test_matching_aware_d_and_the_generators_kl_term(make_cfg, monkeypatch):
+    """One step: D's loss counts a real image with a mismatched caption as fake (½ L(real, fake)
+    + ½ L(real, wrong), the reference's L_real + (L_fake + L_wrong) / 2), and G's loss is the
+    adversarial term plus kl_weight times the conditioning augmentation's KL."""
+    cfg = make_cfg("experiment=stackgan_digits", *TINY, "schedule.max_steps=1", "model.kl_weight=3.0")
     objs = build(cfg)
     model: StackGAN = objs["model"]
     calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    original_scores = StackGAN.scores
+    seen = {}
+    original_scores, original_d, original_g = (
+        StackGAN.scores,
+        StackGAN.discriminator_update,
+        StackGAN.generator_update,
+    )
 
     def spy_scores(self, image, mu):
         out = original_scores(self, image, mu)
         calls.append((image.detach().clone(), mu.detach().clone(), out[0].detach().clone()))
         return out
 
-    seen = {}
-    original_update = StackGAN.discriminator_update
-
-    def spy_update(self, opt_d, d):
+    def spy_d(self, opt_d, d):
         seen["d_adv"] = d.adversarial.detach().clone()
-        return original_update(self, opt_d, d)
+        return original_d(self, opt_d, d)
+
+    def spy_g(self, opt_g, g):
+        seen["g"] = g
+        return original_g(self, opt_g, g)
 
     monkeypatch.setattr(StackGAN, "scores", spy_scores)
-    monkeypatch.setattr(StackGAN, "discriminator_update", spy_update)
+    monkeypatch.setattr(StackGAN, "discriminator_update", spy_d)
+    monkeypatch.setattr(StackGAN, "generator_update", spy_g)
     fit(cfg, model, objs["datamodule"])
     # D's phase scores (real, mu), (fake, mu), (real, wrong mu), in that order.
     (real_img, mu, real_s), (_fake_img, mu_f, fake_s), (wrong_img, wrong_mu, wrong_s) = calls[:3]
@@ -70,21 +80,6 @@ def test_mismatched_captions_are_fakes_of_the_matching_aware_d(make_cfg, monkeyp
     loss = model.objective.adversarial
     expected = 0.5 * loss.discriminator_loss(real_s, fake_s) + 0.5 * loss.discriminator_loss(real_s, wrong_s)
     torch.testing.assert_close(seen["d_adv"], expected)
-
-
-def test_generator_loss_adds_the_weighted_kl_of_its_conditioning(make_cfg, monkeypatch):
-    cfg = make_cfg("experiment=stackgan_digits", *TINY, "schedule.max_steps=1", "model.kl_weight=3.0")
-    objs = build(cfg)
-    model: StackGAN = objs["model"]
-    seen = {}
-    original = StackGAN.generator_update
-
-    def spy(self, opt_g, g):
-        seen["g"] = g
-        return original(self, opt_g, g)
-
-    monkeypatch.setattr(StackGAN, "generator_update", spy)
-    fit(cfg, model, objs["datamodule"])
     g = seen["g"]
     torch.testing.assert_close(g.loss, g.terms["adv"] + 3.0 * g.terms["kl"])
     assert float(g.terms["kl"]) > 0
