@@ -180,6 +180,8 @@ class AdversarialModule(pl.LightningModule):
     #: What ``sample_for_evaluation`` returns, matched against an evaluator's ``scores``:
     #: ``samples`` (images or points, or (samples, labels)); image-to-image families: ``translations``.
     evaluation_output: ClassVar[str] = "samples"
+    #: The same in words, for the message when an evaluator reads another output.
+    evaluation_output_description: ClassVar[str] = "a generator's samples"
 
     @classmethod
     def check_data_kind(cls, spec: DataSpec, who: str | None = None) -> None:

@@ -55,6 +55,7 @@ class ImageToImageModule(AdversarialModule):
     latent_input = False
     data_kinds = (DataKind.PAIRED,)
     evaluation_output = "translations"
+    evaluation_output_description = "translations of input images"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

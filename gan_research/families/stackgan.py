@@ -109,6 +109,7 @@ class StackGAN(AdversarialModule):
     data_kinds = (DataKind.CAPTIONED,)
     #: The evaluator calls generate_from_captions (metrics=text_to_image).
     evaluation_output = "captions"
+    evaluation_output_description = "images generated from captions"
     # Stage I draws z; the fixed noise batch is registered here (stage II's G takes images).
     latent_input = False
 

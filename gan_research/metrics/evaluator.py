@@ -14,7 +14,8 @@ An *evaluator* measures a model on a dataset. The periodic evaluation callback
 - ``last_collapse_reasons``: why the last evaluation flagged a collapse (empty when it did not);
 - ``data_kinds``: the :class:`~gan_research.utils.data_spec.DataKind`s it scores, read from the
   class alone so an entry point can say which metrics option fits a run;
-- ``scores``: what it reads from the model, matched against the family's
+- ``scores`` (and ``scores_description``, the same in words for messages): what it reads from
+  the model, matched against the family's
   ``evaluation_output``: ``samples`` (``sample_for_evaluation(n)`` → samples or (samples, labels):
   noise → sample families) or ``translations`` (→ (input, output, target), or ``translate``:
   image-to-image families). :func:`require_scores` refuses a mismatch before anything runs.
@@ -165,22 +166,17 @@ class MappedFeatures(nn.Module):
         return self.net.logits(self.fn(x))
 
 
-#: What a model's evaluation output is, as an evaluator's ``scores`` and a family's
-#: ``evaluation_output`` name it.
-SCORES = {
-    "samples": "a generator's samples",
-    "translations": "translations of input images",
-    "captions": "images generated from captions (generate_from_captions)",
-}
-
-
 def require_scores(evaluator: Any, module: Any, fix: str) -> None:
     """Raise ConfigError when ``evaluator`` reads another kind of output than ``module`` makes
-    (``scores`` vs ``evaluation_output``; either undeclared: no check). ``fix`` says what fits."""
+    (``scores`` vs ``evaluation_output``; either undeclared: no check). ``fix`` says what fits.
+    Each side describes its own output in words (``scores_description``,
+    ``evaluation_output_description``), so a new kind of output needs no table here."""
     wanted, made = getattr(evaluator, "scores", None), getattr(module, "evaluation_output", None)
     if wanted is None or made is None or wanted == made:
         return
+    wanted_words = getattr(evaluator, "scores_description", wanted)
+    made_words = getattr(module, "evaluation_output_description", made)
     raise ConfigError(
-        f"{type(evaluator).__name__} scores {SCORES.get(wanted, wanted)}, but {type(module).__name__} "
-        f"makes {SCORES.get(made, made)}; {fix}"
+        f"{type(evaluator).__name__} scores {wanted_words}, but {type(module).__name__} "
+        f"makes {made_words}; {fix}"
     )

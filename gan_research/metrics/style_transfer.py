@@ -31,6 +31,7 @@ class StyleTransferMetrics:
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.IMAGES,)
     #: What it reads from the model (``evaluator.require_scores``).
     scores: ClassVar[str] = "translations"
+    scores_description: ClassVar[str] = "translations of input images"
 
     def __init__(self, num_samples: int = 256, batch_size: int = 64) -> None:
         for key, value, low in (("num_samples", num_samples, 1), ("batch_size", batch_size, 1)):

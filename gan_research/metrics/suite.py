@@ -87,6 +87,7 @@ class MetricSuite:
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.MIXTURE, DataKind.IMAGES, DataKind.STACKED)
     #: What it reads from the model (``evaluator.require_scores``).
     scores: ClassVar[str] = "samples"
+    scores_description: ClassVar[str] = "a generator's samples"
 
     def __init__(
         self,

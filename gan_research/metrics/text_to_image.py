@@ -122,6 +122,7 @@ class TextToImageMetrics:
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.CAPTIONED,)
     #: What it reads from the model (``evaluator.require_scores``): images generated from captions.
     scores: ClassVar[str] = "captions"
+    scores_description: ClassVar[str] = "images generated from captions (generate_from_captions)"
 
     def __init__(
         self,

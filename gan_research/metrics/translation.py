@@ -122,6 +122,7 @@ class TranslationMetrics:
     data_kinds: ClassVar[tuple[DataKind, ...]] = (DataKind.PAIRED, DataKind.UNPAIRED)
     #: What it reads from the model (``evaluator.require_scores``).
     scores: ClassVar[str] = "translations"
+    scores_description: ClassVar[str] = "translations of input images"
 
     def __init__(
         self,
