@@ -13,10 +13,12 @@ doubling stages, see :func:`dcgan_stages`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 
 from torch import Tensor, nn
 
 from gan_research.errors import ConfigError
+from gan_research.networks.collapse import collapse_layers
 from gan_research.networks.layers import apply_spectral_norm, dcgan_weights_init
 from gan_research.utils.validation import check_fraction, check_positive_int
 
@@ -151,6 +153,25 @@ class DCGANDiscriminator(nn.Module):
 
     Convolutions stay bias-free in every setting, as in the reference. The chosen value is
     the attribute ``norm``; ``norms`` lists the valid ones.
+
+    Mode-collapse remedies, all off by default (layers, state-dict keys and outputs are then
+    the reference's):
+
+    - ``packing``: PacGAN (Lin et al. 2018, arXiv:1712.04086, sec. 3): the first convolution
+      takes ``channels * packing`` channels, ``packing`` images stacked along the channels by
+      :func:`~gan_research.networks.collapse.pack`; the training step packs, not this network.
+    - ``minibatch_discrimination``: a mapping of
+      :class:`~gan_research.networks.collapse.MinibatchDiscrimination`'s arguments
+      (``num_kernels``, ``kernel_dim``, ``include_self``; ``{}`` for its defaults) applied to the
+      flattened base×base map before the output layer (Salimans et al. 2016, arXiv:1606.03498,
+      sec. 3.2); its ``num_kernels`` outputs are appended as constant channels over that map.
+    - ``minibatch_std``: the group size of a
+      :class:`~gan_research.networks.collapse.MinibatchStd` appending one constant channel
+      there, after the MD channels (Karras et al. 2018, arXiv:1710.10196, sec. 3).
+
+    The output convolution then reads width + num_kernels (+ 1) channels. The inserted layers
+    live in ``collapse`` beside ``main`` (so ``main``'s keys never move); :meth:`features`
+    stays the map before them.
     """
 
     norms: tuple[str, ...] = DISCRIMINATOR_NORMS
@@ -164,6 +185,10 @@ class DCGANDiscriminator(nn.Module):
         leaky_slope: float = 0.2,
         spectral_norm: bool = False,
         norm: str = "batch",
+        *,
+        packing: int = 1,
+        minibatch_discrimination: Mapping[str, object] | None = None,
+        minibatch_std: int | None = None,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -176,12 +201,17 @@ class DCGANDiscriminator(nn.Module):
                 f"{owner}: unknown norm={norm!r}; valid choices: {', '.join(DISCRIMINATOR_NORMS)}."
             )
         self.norm = norm
-        self.input_shape: tuple[int, ...] = (channels, image_size, image_size)
+        self.packing = check_positive_int(owner, "packing", packing)
+        self.input_shape: tuple[int, ...] = (channels * packing, image_size, image_size)
 
         widths = _widths(ndf, stages, max_channels)  # from the image inwards
+        self._feature_shape: tuple[int, int, int] = (widths[-1], base, base)
+        collapse, added = collapse_layers(
+            owner, widths[-1] * base * base, minibatch_discrimination, minibatch_std
+        )
         # The paper leaves D's input layer without batch norm (sec. 3: it caused oscillation).
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),
+            nn.Conv2d(channels * packing, widths[0], 4, 2, 1, bias=False),
             nn.LeakyReLU(slope, True),
         ]
         for c_in, c_out in itertools.pairwise(widths):
@@ -193,8 +223,9 @@ class DCGANDiscriminator(nn.Module):
             elif norm == "instance":
                 layers.append(nn.InstanceNorm2d(c_out, affine=True))
             layers.append(nn.LeakyReLU(slope, True))
-        layers.append(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))
+        layers.append(nn.Conv2d(widths[-1] + added, 1, base, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
+        self.collapse = collapse  # after main: its keys (if any) follow main's in the state dict
         self.apply(dcgan_weights_init)
         if spectral_norm:
             # After the init: registering runs power iterations on the current weights.
@@ -202,18 +233,25 @@ class DCGANDiscriminator(nn.Module):
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
-        """Shape (C, base, base) of the last hidden map, the input of the output layer."""
-        out_layer = self.main[-1]
-        conv = getattr(out_layer, "parametrizations", None)
-        weight = conv.weight.original if conv is not None else out_layer.weight
-        return (int(weight.shape[1]), int(weight.shape[2]), int(weight.shape[3]))
+        """Shape (C, base, base) of the last hidden map, what :meth:`features` returns.
+
+        Without minibatch discrimination / std it is the output layer's input; with them the
+        output layer reads their extra channels too. Stored at construction rather than read off
+        the output layer's weight, which those channels widen.
+        """
+        return self._feature_shape
 
     def features(self, x: Tensor) -> Tensor:
-        """The last hidden map (B, C, base, base): the body that conditional heads share."""
-        return self.main[:-1](x)
+        """The last hidden map (B, C, base, base), before minibatch discrimination / std.
+
+        The body that conditional heads share, and the intermediate layer f(x) of Salimans et
+        al. 2016's feature matching (sec. 3.1).
+        """
+        hidden: Tensor = self.main[:-1](x)
+        return hidden
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map images (B, channels, image_size, image_size) to logits of shape (B,)."""
+        """Map images (B, channels * packing, image_size, image_size) to logits of shape (B,)."""
         # view(B) rather than view(-1): a wrongly sized input fails here instead of silently
         # returning B·k "logits".
-        return self.main(x).view(x.shape[0])
+        return self.main[-1](self.collapse(self.features(x))).view(x.shape[0])

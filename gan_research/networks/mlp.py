@@ -7,9 +7,12 @@ small MLPs are enough and train in seconds on a CPU.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor, nn
 
+from gan_research.networks.collapse import collapse_layers
 from gan_research.networks.layers import apply_spectral_norm
 from gan_research.utils.validation import check_fraction, check_positive_int
 
@@ -48,6 +51,24 @@ class MLPDiscriminator(nn.Module):
     No sigmoid: the forward pass returns logits (or critic values for Wasserstein losses);
     the losses apply the sigmoid themselves through softplus / BCE-with-logits.
     ``spectral_norm=True`` normalises every Linear (Miyato et al. 2018, arXiv:1802.05957).
+
+    Mode-collapse remedies, all off by default (the network, its state-dict keys and its
+    outputs are then the plain one's):
+
+    - ``packing``: PacGAN (Lin et al. 2018, arXiv:1712.04086, sec. 3): the input layer takes
+      ``input_dim * packing`` features, i.e. ``packing`` samples concatenated by
+      :func:`~gan_research.networks.collapse.pack`; the training step packs, not this network.
+    - ``minibatch_discrimination``: a mapping of
+      :class:`~gan_research.networks.collapse.MinibatchDiscrimination`'s arguments
+      (``num_kernels``, ``kernel_dim``, ``include_self``; ``{}`` for its defaults), inserted after
+      the last hidden layer (Salimans et al. 2016, arXiv:1606.03498, sec. 3.2).
+    - ``minibatch_std``: the group size of a
+      :class:`~gan_research.networks.collapse.MinibatchStd` inserted there too, after it
+      (Karras et al. 2018, arXiv:1710.10196, sec. 3): one more feature.
+
+    The inserted layers live in ``collapse`` beside ``main``, which stays hidden layers + output
+    Linear, so ``main``'s keys (``main.0.weight`` …) are the same in every configuration.
+    Spectral norm does not reach the minibatch-discrimination tensor (it is no Linear).
     """
 
     def __init__(
@@ -57,6 +78,10 @@ class MLPDiscriminator(nn.Module):
         num_layers: int = 3,
         leaky_slope: float = 0.2,
         spectral_norm: bool = False,
+        *,
+        packing: int = 1,
+        minibatch_discrimination: Mapping[str, object] | None = None,
+        minibatch_std: int | None = None,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -64,19 +89,30 @@ class MLPDiscriminator(nn.Module):
         check_positive_int(owner, "hidden_dim", hidden_dim)
         check_positive_int(owner, "num_layers", num_layers)
         slope = check_fraction(owner, "leaky_slope", leaky_slope)
-        self.input_shape: tuple[int, ...] = (input_dim,)
+        self.packing = check_positive_int(owner, "packing", packing)
+        self.input_shape: tuple[int, ...] = (input_dim * packing,)
 
+        collapse, added = collapse_layers(owner, hidden_dim, minibatch_discrimination, minibatch_std)
         layers: list[nn.Module] = []
-        width = input_dim
+        width = input_dim * packing
         for _ in range(num_layers):
             layers += [nn.Linear(width, hidden_dim), nn.LeakyReLU(slope, inplace=True)]
             width = hidden_dim
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width + added, 1))
         self.main = nn.Sequential(*layers)
+        self.collapse = collapse  # after main: its keys (if any) follow main's in the state dict
         if spectral_norm:
             apply_spectral_norm(self.main)
 
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer's activations (B, hidden_dim), before minibatch discrimination / std.
+
+        The intermediate layer f(x) of Salimans et al. 2016's feature matching (sec. 3.1).
+        """
+        hidden: Tensor = self.main[:-1](x)
+        return hidden
+
     def forward(self, x: Tensor) -> Tensor:
-        """Map samples of shape (B, input_dim) to logits of shape (B,)."""
-        logits: torch.Tensor = self.main(x)
+        """Map samples of shape (B, input_dim * packing) to logits of shape (B,)."""
+        logits: torch.Tensor = self.main[-1](self.collapse(self.features(x)))
         return logits.squeeze(1)
