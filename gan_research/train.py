@@ -253,7 +253,7 @@ def build(cfg: DictConfig, prepare_evaluation: bool = True) -> dict[str, Any]:
     # The schedule first, so its errors name the keys users set (schedule.n_critic), then the data,
     # whose declaration (datamodule.spec) is checked against the model's before the networks exist.
     schedule = _instantiate(cfg.schedule, "the schedule")
-    datamodule = _instantiate(cfg.dataset, "the dataset", batches_per_step=schedule.n_critic)
+    datamodule = _instantiate(cfg.dataset, "the dataset", batches_per_step=schedule.samples_per_step)
     spec = datamodule.spec
     with _listing_fitting_options(cfg, spec):
         check_model_reads_dataset(cfg, spec)

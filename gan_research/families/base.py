@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gan_research.errors import ConfigError
 from gan_research.families.schedule import Schedule
 from gan_research.losses import GANObjective, WassersteinLoss, supports_label_smoothing
+from gan_research.losses.feature_matching import mean_feature_matching
 from gan_research.utils.data_spec import DataKind, DataKindError, DataSpec, require_kind
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -128,6 +129,7 @@ class AdversarialModule(pl.LightningModule):
                 f"{'configure one' if self.adversarial else 'set model.discriminator=null'}"
             )
         self.check_networks(generator, discriminator)
+        self.check_remedies(discriminator, schedule)
         if discriminator is not None:
             self.check_critic_normalisation(discriminator, loss)
         if schedule.label_smoothing > 0 and not supports_label_smoothing(loss.adversarial):
@@ -177,6 +179,12 @@ class AdversarialModule(pl.LightningModule):
     #: maximum-likelihood stage such as VQGAN's transformer); ``model.discriminator`` is null, the
     #: module has one optimiser (G's) and the ``loss`` group is not used.
     adversarial: ClassVar[bool] = True
+    #: Whether the family's step packs D's inputs (``schedule.packing``, PacGAN).
+    packs_samples: ClassVar[bool] = False
+    #: Whether the family's G phase can take its loss against an unrolled D (``schedule.unrolled_steps``).
+    unrolls_discriminator: ClassVar[bool] = False
+    #: Whether the family's G phase adds feature matching (``schedule.feature_matching``).
+    matches_features: ClassVar[bool] = False
     #: What ``sample_for_evaluation`` returns, matched against an evaluator's ``scores``:
     #: ``samples`` (images or points, or (samples, labels)); image-to-image families: ``translations``.
     evaluation_output: ClassVar[str] = "samples"
@@ -204,11 +212,65 @@ class AdversarialModule(pl.LightningModule):
         ``output_shape``, D has ``input_shape`` and scores what G produces."""
         require_attributes("generator", generator, ("latent_dim", "output_shape"))
         require_attributes("discriminator", discriminator, ("input_shape",))
-        if tuple(generator.output_shape) != tuple(discriminator.input_shape):
+        # A packing D (PacGAN) judges m samples concatenated along the first (channel) axis.
+        packing = int(getattr(discriminator, "packing", 1))
+        produced = tuple(generator.output_shape)
+        judged = (produced[0] * packing, *produced[1:]) if produced else produced
+        if judged != tuple(discriminator.input_shape):
+            packs = f" in packs of {packing}" if packing > 1 else ""
             raise ConfigError(
-                f"model.generator produces {tuple(generator.output_shape)} but model.discriminator "
-                f"expects {tuple(discriminator.input_shape)}"
+                f"model.generator produces {produced} but model.discriminator expects "
+                f"{tuple(discriminator.input_shape)}{packs}"
             )
+
+    def check_remedies(self, discriminator: nn.Module | None, schedule: Schedule) -> None:
+        """The step's mode-collapse remedies (``schedule.packing``, ``unrolled_steps``,
+        ``feature_matching``) need a family and a discriminator that declare them: a packing D
+        (``packing``), a family whose G phase unrolls D (:attr:`unrolls_discriminator`) or adds
+        feature matching (:attr:`matches_features`, with a D that has ``features``)."""
+        name = type(self).__name__
+        d_name = type(discriminator).__name__ if discriminator is not None else "none"
+        d_packing = int(getattr(discriminator, "packing", 1)) if discriminator is not None else 1
+        if schedule.packing != d_packing:
+            if schedule.packing > 1 and not hasattr(discriminator, "packing"):
+                raise ConfigError(
+                    f"schedule.packing={schedule.packing}: model.discriminator ({d_name}) does not take "
+                    "packs; expected schedule.packing=1 or a discriminator built with a `packing` argument"
+                )
+            raise ConfigError(
+                f"schedule.packing={schedule.packing} but model.discriminator.packing={d_packing}: "
+                "set both to the same m"
+            )
+        if schedule.packing > 1 and not self.packs_samples:
+            raise ConfigError(
+                f"schedule.packing={schedule.packing}: {name}'s step does not pack D's inputs; "
+                "expected schedule.packing=1"
+            )
+        if schedule.unrolled_steps > 0 and not self.unrolls_discriminator:
+            raise ConfigError(
+                f"schedule.unrolled_steps={schedule.unrolled_steps}: {name}'s generator phase does not "
+                "unroll the discriminator; expected schedule.unrolled_steps=0"
+            )
+        if schedule.feature_matching > 0:
+            if not self.matches_features:
+                raise ConfigError(
+                    f"schedule.feature_matching={schedule.feature_matching}: {name}'s generator phase has "
+                    "no feature-matching term; expected schedule.feature_matching=0"
+                )
+            if not callable(getattr(discriminator, "features", None)):
+                raise ConfigError(
+                    f"schedule.feature_matching={schedule.feature_matching}: model.discriminator "
+                    f"({d_name}) has no `features` method (its last hidden layer); expected "
+                    "schedule.feature_matching=0 or a discriminator that has one"
+                )
+
+    def feature_matching_loss(self, real_in: Tensor, fake_in: Tensor) -> Tensor:
+        """Salimans et al. 2016 (arXiv:1606.03498), sec. 3.1: ‖E f(x) − E f(G(z))‖² over D's last
+        hidden layer ``discriminator.features``, averaged over its entries; ``real_in``, ``fake_in``:
+        D's inputs of the step (packed, with instance noise); real features carry no gradient."""
+        return mean_feature_matching(
+            self.discriminator.features(real_in), self.discriminator.features(fake_in)
+        )
 
     def check_critic_normalisation(self, discriminator: nn.Module, loss: GANObjective) -> None:
         """Refuse a gradient penalty (WGAN-GP) or R1 on a batch-normalised discriminator.

@@ -29,13 +29,17 @@ The end of each update and of the step is the base's (:meth:`~AdversarialModule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call
 
+from gan_research.errors import ConfigError
 from gan_research.families.base import AdversarialModule, DiscriminatorLoss, GeneratorLoss
+from gan_research.networks.collapse import pack
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class LossTerms:
 
 class GAN(AdversarialModule):
     """Unconditional GAN: G(z) → sample, D(x) → score."""
+
+    # The step's mode-collapse remedies (schedule.packing, unrolled_steps, feature_matching).
+    packs_samples: ClassVar[bool] = True
+    unrolls_discriminator: ClassVar[bool] = True
+    matches_features: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ hooks
     def sample_condition(self, n: int) -> Any:
@@ -118,6 +127,9 @@ class GAN(AdversarialModule):
         real = self.real_samples(real)
         with torch.no_grad():
             fake = self.generate_fake(self.sample_latent(real.shape[0]), fake_cond)
+        # Packs are made before the label flips, so a flipped pair swaps whole packs and D never
+        # sees a pack that mixes real and fake samples (PacGAN, sec. 3).
+        (real, real_cond), (fake, fake_cond) = self.pack(real, real_cond), self.pack(fake, fake_cond)
         (real_in, real_cond), (fake_in, fake_cond) = self.flip_pairs((real, real_cond), (fake, fake_cond))
         real_in, fake_in = self.add_instance_noise(real_in), self.add_instance_noise(fake_in)
         adversarial = self.objective.adversarial
@@ -142,19 +154,107 @@ class GAN(AdversarialModule):
     def generator_step(self, real: Tensor, opt_g: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One G update on a fresh fake batch of ``real``'s size (``real``, ``labels``: the last D
         update's real batch, read only where G's loss compares with real data: feature matching,
-        a relativistic loss); returns its logs."""
+        a relativistic loss, an unrolled D); returns its logs."""
         batch_size = real.shape[0]
+        schedule = self.schedule
         with self.optimizer_phase(opt_g):
             fake_cond = self.sample_condition(batch_size)
             fake = self.generate_fake(self.sample_latent(batch_size), fake_cond)
-            fake_scores, fake_extra = self.discriminate(self.add_instance_noise(fake), fake_cond)
-            real_scores = self.real_scores_for_generator(
-                lambda: self.discriminate(
-                    self.add_instance_noise(self.real_samples(real)),
-                    self.real_condition(labels) if labels is not None else None,
-                )[0]
-            )
-            g_adv = self.objective.adversarial.generator_loss(fake_scores, real_scores)
+            fake_in, fake_cond = self.pack(self.add_instance_noise(fake), fake_cond)
+            real_cond = self.real_condition(labels) if labels is not None else None
+            # What D is shown of the real batch (packed, with instance noise), made once on demand.
+            real_in: list[tuple[Tensor, Any]] = []
+
+            def real_input() -> tuple[Tensor, Any]:
+                if not real_in:
+                    with torch.no_grad():
+                        real_in.append(self.pack(self.add_instance_noise(self.real_samples(real)), real_cond))
+                return real_in[0]
+
+            discriminate = self.discriminate
+            if schedule.unrolled_steps > 0:
+                discriminate = self.unrolled_discriminator(*real_input(), fake_in, fake_cond)
+            fake_scores, fake_extra = discriminate(fake_in, fake_cond)
+            real_scores = self.real_scores_for_generator(lambda: discriminate(*real_input())[0])
+            terms: dict[str, Tensor] = {}
+            if schedule.feature_matching > 0:
+                terms["feature_matching"] = schedule.feature_matching * self.feature_matching_loss(
+                    real_input()[0], fake_in
+                )
+            if not schedule.feature_matching_only:
+                terms["adversarial"] = self.objective.adversarial.generator_loss(fake_scores, real_scores)
             extra = self.generator_extra_losses(fake, fake_extra, fake_cond)
-            g_loss = g_adv + sum(extra.losses.values()) if extra.losses else g_adv
-            return self.generator_update(opt_g, GeneratorLoss(g_loss, extra.losses, extra.logs))
+            g_loss = sum([*terms.values(), *extra.losses.values()])
+            # The adversarial term alone is G's loss, logged as before (no train/g_adversarial key).
+            terms.pop("adversarial", None)
+            return self.generator_update(opt_g, GeneratorLoss(g_loss, {**terms, **extra.losses}, extra.logs))
+
+    # ---------------------------------------------------------- remedies
+    def pack(self, samples: Tensor, condition: Any) -> tuple[Tensor, Any]:
+        """``samples`` as D judges them: with ``schedule.packing`` = m > 1, consecutive groups of m
+        samples concatenated along the channel axis (PacGAN, Lin et al. 2018, sec. 3), so D scores
+        B / m packs. A conditioned batch cannot be packed (one condition per pack is undefined)."""
+        m = self.schedule.packing
+        if m == 1:
+            return samples, condition
+        if condition is not None:
+            raise ConfigError(
+                f"schedule.packing={m}: {type(self).__name__} conditions D on each sample, and a pack of "
+                f"{m} samples has no single condition; expected schedule.packing=1"
+            )
+        return pack(samples, m), None
+
+    def unrolled_discriminator(
+        self, real_in: Tensor, real_cond: Any, fake_in: Tensor, fake_cond: Any
+    ) -> Callable[[Tensor, Any], tuple[Tensor, Any]]:
+        """:meth:`discriminate` with D's weights after ``schedule.unrolled_steps`` = k gradient steps
+        on this step's real and fake inputs (Metz et al. 2017, arXiv:1611.02163, eq. 3:
+        θ_D^{k+1} = θ_D^k − η ∇ L_D(θ_G, θ_D^k), with L_D the adversarial D loss; penalties and
+        extra D terms are left out of the surrogate). The steps act on copies of D's parameters and
+        buffers (``torch.func.functional_call``), so D's own weights, statistics and gradients are
+        untouched. With ``unrolled_second_order`` the fake inputs keep their graph, so G's gradient
+        includes how D's unrolled weights depend on G (eq. 12's second term)."""
+        schedule = self.schedule
+        lr = schedule.unrolled_lr if schedule.unrolled_lr is not None else schedule.lr_d
+        second_order = schedule.unrolled_second_order
+        scorer = _Discriminate(self)
+        params = {
+            f"discriminator.{n}": p.detach().requires_grad_(True)
+            for n, p in self.discriminator.named_parameters()
+        }
+        # Copies, so batch-norm statistics or spectral-norm vectors updated by the unrolled forwards
+        # do not leak into D.
+        buffers = {f"discriminator.{n}": b.detach().clone() for n, b in self.discriminator.named_buffers()}
+        fake_unrolled = fake_in if second_order else fake_in.detach()
+        adversarial = self.objective.adversarial
+        for _ in range(schedule.unrolled_steps):
+            state = {**params, **buffers}
+            real_scores = functional_call(scorer, state, (real_in, real_cond))[0]
+            fake_scores = functional_call(scorer, state, (fake_unrolled, fake_cond))[0]
+            loss = adversarial.discriminator_loss(
+                real_scores, fake_scores, real_target=1.0 - schedule.label_smoothing
+            )
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=second_order)
+            params = {name: p - lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
+            if not second_order:
+                params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+        state = {**params, **buffers}
+
+        def discriminate(x: Tensor, condition: Any) -> tuple[Tensor, Any]:
+            return functional_call(scorer, state, (x, condition))
+
+        return discriminate
+
+
+class _Discriminate(nn.Module):
+    """A family's :meth:`GAN.discriminate` as a module whose only submodule is the family's D, so
+    ``torch.func.functional_call`` can run it with other values for D's parameters."""
+
+    def __init__(self, family: GAN) -> None:
+        super().__init__()
+        self.discriminator = family.discriminator
+        # Not a submodule: functional_call must see D's tensors only.
+        object.__setattr__(self, "family", family)
+
+    def forward(self, x: Tensor, condition: Any) -> tuple[Tensor, Any]:
+        return self.family.discriminate(x, condition)

@@ -48,6 +48,29 @@ class Schedule:
         before SRGAN, Ledig et al. 2017, §3.2; taming-transformers' ``disc_start``). Only a
         family with such a loss (``pretrain_loss = True``) accepts a value > 0; a value >= max_steps
         is a run of pre-training alone (SRResNet).
+
+    Mode-collapse remedies of the training step (families that support each say so with a class
+    declaration; any other family refuses a non-default value when it is built):
+
+    packing: PacGAN's m (Lin et al. 2018, "PacGAN: The power of two samples in generative
+        adversarial networks", sec. 3): D judges packs of m samples concatenated along the channel
+        (feature) axis, packs of real samples only or of fake samples only. The discriminator must be
+        built for it (``model.discriminator.packing``, an input layer m times as wide). Each D update
+        then reads m × ``dataset.batch_size`` samples, so ``dataset.batch_size`` counts packs, as in
+        the reference code (``batch_size`` 100 packs per update), and every batch is a whole number of
+        packs by construction.
+    unrolled_steps: Metz et al. 2017, "Unrolled Generative Adversarial Networks" (arXiv:1611.02163),
+        eq. 3–4: G's loss is taken against D after k unrolled gradient steps on the current real and
+        fake batch (differentiated through them when ``unrolled_second_order``, the paper's eq. 12
+        including the second term), leaving D's own weights untouched. 0: off.
+    unrolled_lr: step size η of the unrolled D updates (eq. 3, a plain gradient step); null: lr_d.
+    unrolled_second_order: backpropagate G's loss through the unrolled updates (true, the paper);
+        false drops the second term of eq. 12 (D's unrolled weights as constants).
+    feature_matching: weight λ of feature matching in G's loss (Salimans et al. 2016, "Improved
+        Techniques for Training GANs", sec. 3.1): ‖E f(x) − E f(G(z))‖² over D's last hidden layer
+        (the discriminator's ``features``), averaged over its entries. 0: off.
+    feature_matching_only: G minimises λ·feature matching alone, without its adversarial term
+        (Salimans et al.'s objective, which replaces G's loss); needs feature_matching > 0.
     """
 
     lr_g: float = 2e-4
@@ -69,6 +92,12 @@ class Schedule:
     lr_decay_start: float = 0.5
     lr_decay_factor: float = 0.1
     pretrain_steps: int = 0
+    packing: int = 1
+    unrolled_steps: int = 0
+    unrolled_lr: float | None = None
+    unrolled_second_order: bool = True
+    feature_matching: float = 0.0
+    feature_matching_only: bool = False
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +135,21 @@ class Schedule:
             (0 <= self.lr_decay_start < 1, "lr_decay_start", self.lr_decay_start, "in [0, 1)"),
             (0 < self.lr_decay_factor < 1, "lr_decay_factor", self.lr_decay_factor, "in (0, 1)"),
             (self.pretrain_steps >= 0, "pretrain_steps", self.pretrain_steps, "an int >= 0"),
+            (self.packing >= 1, "packing", self.packing, "an int >= 1 (1: no packing)"),
+            (self.unrolled_steps >= 0, "unrolled_steps", self.unrolled_steps, "an int >= 0 (0: off)"),
+            (
+                self.unrolled_lr is None or self.unrolled_lr > 0,
+                "unrolled_lr",
+                self.unrolled_lr,
+                "a positive float or null (lr_d)",
+            ),
+            (self.feature_matching >= 0, "feature_matching", self.feature_matching, ">= 0 (0: off)"),
+            (
+                not self.feature_matching_only or self.feature_matching > 0,
+                "feature_matching_only",
+                self.feature_matching_only,
+                "false unless schedule.feature_matching > 0 (the weight of the only G term)",
+            ),
         ]
         for ok, key, value, valid in checks:
             if not ok:
@@ -123,6 +167,7 @@ class Schedule:
         "instance_noise",
         "lr_decay_start",
         "lr_decay_factor",
+        "feature_matching",
     )
     _INTS = (
         "n_critic",
@@ -132,8 +177,11 @@ class Schedule:
         "g_reg_every",
         "ema_start_step",
         "pretrain_steps",
+        "packing",
+        "unrolled_steps",
     )
-    _OPTIONAL_FLOATS = ("d_skip_threshold", "ema_decay")
+    _OPTIONAL_FLOATS = ("d_skip_threshold", "ema_decay", "unrolled_lr")
+    _BOOLS = ("unrolled_second_order", "feature_matching_only")
 
     def _coerce_types(self) -> None:
         def bad(key: str, value: Any, valid: str) -> ConfigError:
@@ -166,8 +214,17 @@ class Schedule:
             ):
                 raise bad(key, value if not ok else items, "two floats in [0, 1), e.g. [0.5, 0.999]")
             setattr(self, key, tuple(float(b) for b in items))
+        for key in self._BOOLS:
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, getattr(self, key), "true or false")
         if not isinstance(self.lr_decay, str):
             raise bad("lr_decay", self.lr_decay, f"one of {list(LR_DECAYS)}")
+
+    @property
+    def samples_per_step(self) -> int:
+        """Real samples one training step reads, in units of ``dataset.batch_size``: one batch per
+        D update, each of ``packing`` samples per pack."""
+        return self.n_critic * self.packing
 
     @classmethod
     def create(cls, **kwargs: Any) -> Schedule:

@@ -38,7 +38,7 @@ and ``trainer.callback_metrics`` (so ``optimized_metric: val/test_accuracy`` wor
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,7 @@ from gan_research.errors import ConfigError
 from gan_research.families.base import GeneratorLoss
 from gan_research.families.gan import GAN, LossTerms
 from gan_research.losses import MinimaxLoss
+from gan_research.losses.feature_matching import mean_feature_matching
 from gan_research.utils.data_spec import DataKind
 
 GENERATOR_LOSSES = ("feature_matching", "adversarial")
@@ -89,6 +90,11 @@ class SemiSupervisedGAN(GAN):
         eval_every_n_steps: generator steps between test-accuracy evaluations (0: at the end only).
         **kwargs: those of :class:`~gan_research.families.base.AdversarialModule`.
     """
+
+    # Its own feature matching (model.generator_loss) replaces the step's G phase; the schedule's
+    # remedies of that phase (unrolling, schedule.feature_matching) would be silently skipped there.
+    unrolls_discriminator: ClassVar[bool] = False
+    matches_features: ClassVar[bool] = False
 
     # Feature matching calls D's body (net.features) directly, which nn.Module.compile does not reach.
     compilable: tuple[str, ...] = ("generator",)
@@ -273,9 +279,8 @@ class SemiSupervisedGAN(GAN):
         features are taken without gradient (instance noise added as to every D input)."""
         features = self.discriminator.net.features
         with torch.no_grad():
-            real_mean = features(self.add_instance_noise(real)).flatten(1).float().mean(dim=0)
-        fake_mean = features(fake).flatten(1).float().mean(dim=0)
-        return (real_mean - fake_mean).pow(2).mean()
+            real_features = features(self.add_instance_noise(real))
+        return mean_feature_matching(real_features, features(fake))
 
     # ---------------------------------------------------------- test accuracy
     @torch.no_grad()

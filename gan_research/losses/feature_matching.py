@@ -1,5 +1,10 @@
-"""Generator terms of the pix2pixHD/GauGAN family: the discriminator feature-matching loss and
-the KL term of an image encoder.
+"""Feature matching and the KL term of an image encoder.
+
+- **Mean feature matching** (Salimans et al. 2016, "Improved Techniques for Training GANs",
+  arXiv:1606.03498, sec. 3.1): ‖E_x f(x) − E_z f(G(z))‖²₂ on D's last hidden layer f. The reference
+  (openai/improved-gan ``train_cifar_feature_matching.py``: ``T.mean(abs(m1-m2))``) takes the mean
+  absolute difference of the batch means; the paper's squared norm is used here, averaged over the
+  feature entries (so the weight does not scale with the layer's width).
 
 - **Discriminator feature matching** (Wang et al. 2018, "High-Resolution Image Synthesis and
   Semantic Manipulation with Conditional GANs", arXiv:1711.11585, eq. 4; used by GauGAN, Park
@@ -22,6 +27,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def mean_feature_matching(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """mean_k (E f_k(x) − E f_k(G(z)))² over the entries k of D's features (sec. 3.1); the batch
+    means are taken in float32 and the real features carry no gradient."""
+    real_mean = real_features.detach().flatten(1).float().mean(dim=0)
+    fake_mean = fake_features.flatten(1).float().mean(dim=0)
+    return (real_mean - fake_mean).pow(2).mean()
 
 
 def discriminator_feature_matching(
