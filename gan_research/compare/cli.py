@@ -7,7 +7,8 @@ pointed at a sweep that is still running.
 The command is composed and checked before anything runs: a bad option, key or
 value, a missing or empty sweep directory, an unknown axis key each print one
 ``error: ...`` line naming the bad value and the valid ones, exit 2 and write
-nothing. Informational flags (``--help``, ``--cfg job``, ...) go to Hydra.
+nothing. So does a malformed ``references`` file (one line naming the file, the row and the key).
+Informational flags (``--help``, ``--cfg job``, ...) go to Hydra.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hydra.main import get_args_parser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from gan_research.compare.references import References, check_references, load_references
 from gan_research.compare.report.page import skipped_lines_note, write_report
 from gan_research.compare.report.tradeoff import Tradeoff
 from gan_research.compare.runs import RunRecord, load_runs, load_wandb_runs
@@ -74,6 +76,38 @@ def _smooth(cfg: DictConfig) -> int:
     return value
 
 
+def _group_by(cfg: DictConfig) -> list[str] | None:
+    """``group_by``: None (one row per run), or the config keys whose values make a group."""
+    value = cfg.get("group_by")
+    if value is None:
+        return None
+    if isinstance(value, str):  # group_by=dataset on the command line
+        value = [value]
+    elif not OmegaConf.is_list(value):
+        raise ConfigError(
+            f"group_by must be a list of config keys, e.g. group_by=[dataset,remedy], or null, got {value!r}"
+        )
+    keys = list(value)
+    bad = [k for k in keys if not isinstance(k, str) or not k]
+    if bad:
+        raise ConfigError(
+            f"group_by: {bad[0]!r} is not a config key; group_by takes keys such as dataset or "
+            "schedule.lr_g, e.g. group_by=[dataset,remedy]"
+        )
+    return list(dict.fromkeys(keys))
+
+
+def _references(cfg: DictConfig) -> References | None:
+    value = cfg.get("references")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"references must be the path of a YAML file of published rows, or null; got {value!r}"
+        )
+    return load_references(Path(value))
+
+
 def _check_metric_names(runs: list[RunRecord], metrics: list[str], curves: list[str]) -> list[str]:
     """Refuse names that cannot be metrics; return warnings for metrics that no run logged."""
     logged = sorted({k for run in runs for k in (*run.history, *run.final)})
@@ -109,6 +143,7 @@ def compare(cfg: DictConfig, warn: Callable[[str], Any] | None = None) -> Path:
     tradeoff = Tradeoff.from_mapping(_mapping(cfg, "tradeoff"))
     x, y = _optional_key(cfg, "x"), _optional_key(cfg, "y")
     metrics, curves, smooth = _as_list(cfg, "final_metrics"), _as_list(cfg, "curves"), _smooth(cfg)
+    group_by, references = _group_by(cfg), _references(cfg)
     runs: list[RunRecord]
     if source == "local":
         try:
@@ -130,6 +165,8 @@ def compare(cfg: DictConfig, warn: Callable[[str], Any] | None = None) -> Path:
         default = re.sub(r"[^A-Za-z0-9._-]+", "_", group or path)
         out = Path(cfg.out) if cfg.get("out") else Path("reports") / default
     findings = _check_metric_names(runs, metrics, curves)
+    if references is not None:
+        findings += check_references(references, runs)
     report = write_report(
         runs,
         out,
@@ -141,6 +178,8 @@ def compare(cfg: DictConfig, warn: Callable[[str], Any] | None = None) -> Path:
         source=label,
         smooth=smooth,
         tradeoff=tradeoff,
+        group_by=group_by,
+        references=references,
     )
     for run in runs:
         if run.skipped_lines:

@@ -1,4 +1,4 @@
-"""A stability label for each run: converged, oscillating, diverged or collapsed.
+"""A stability label for each run: converged, oscillating, diverged, undertrained or collapsed.
 
 The point of a learning-rate sweep over G and D is to see *where* training is
 stable, so each run gets one label and one sentence saying why. The rules are
@@ -23,7 +23,7 @@ from gan_research.compare.runs import RUNNING, RunRecord, param
 from gan_research.errors import ConfigError
 from gan_research.utils.validation import check_int_at_least
 
-LABELS = ("converged", "oscillating", "diverged", "collapsed", "failed", "running")
+LABELS = ("converged", "oscillating", "diverged", "undertrained", "collapsed", "failed", "running")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,12 @@ class StabilityRules:
             fraction of the metric's largest |value| in the window is oscillation (modes 8 -> 3 -> 8).
         loss_keys: the loss curves checked for divergence and oscillation.
         swing_metrics: glob patterns of the evaluation metrics checked for swings.
+        rising_window: how many of a metric's last evaluations the undertrained rule looks at (>= 3:
+            two points make a step, not a trend).
+        min_rise: over those evaluations, the last must exceed the first by more than this fraction
+            of their largest |value| for the metric to count as still rising.
+        rising_metrics: glob patterns of the metrics (recovered modes, covered classes, quality) whose
+            rise at the end of a run marks it undertrained rather than collapsed or converged.
     """
 
     window: float = 0.5
@@ -56,12 +62,21 @@ class StabilityRules:
     max_metric_swing: float = 0.3
     loss_keys: tuple[str, ...] = ("train/d_loss", "train/g_loss")
     swing_metrics: tuple[str, ...] = ("val/modes_recovered", "val/classes_covered", "val/fid*")
+    rising_window: int = 3
+    min_rise: float = 0.05
+    rising_metrics: tuple[str, ...] = (
+        "val/modes_recovered",
+        "val/modes_covered",
+        "val/classes_covered",
+        "val/high_quality",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.window <= 1:
             raise ConfigError(f"rules.window must be in (0, 1], got {self.window}")
         check_int_at_least("rules", "smooth", self.smooth, 1, form="key")
-        for name in ("max_abs_loss", "eps", "max_relative_oscillation", "max_metric_swing"):
+        check_int_at_least("rules", "rising_window", self.rising_window, 3, form="key")
+        for name in ("max_abs_loss", "eps", "max_relative_oscillation", "max_metric_swing", "min_rise"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"rules.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("min_modes_fraction", "min_classes_fraction"):
@@ -76,7 +91,7 @@ class StabilityRules:
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ConfigError(f"unknown rules key(s) {unknown}; valid keys: {sorted(fields)}")
-        for name in ("loss_keys", "swing_metrics"):
+        for name in ("loss_keys", "swing_metrics", "rising_metrics"):
             if name in values:
                 values[name] = tuple(values[name] or ())
         for f in dataclasses.fields(cls):
@@ -97,6 +112,9 @@ class StabilityRules:
             f"(or at the end), or |loss| > {self.max_abs_loss:g} there.",
             "**failed** / **running**: the run ended with another error / wrote no status line "
             "(still running, killed, or `interrupted`).",
+            f"**undertrained**: a metric ({', '.join(self.rising_metrics)}) still rising at the end: over "
+            f"its last {self.rising_window} evaluations the last is the highest and above the one before "
+            f"it, and exceeds the first by more than {self.min_rise:g} x their largest |value|.",
             f"**collapsed**: final `val/collapse` = 1, or final `val/modes_recovered` / modes total "
             f"< {self.min_modes_fraction:g}, or final `val/classes_covered` / `val/num_classes` "
             f"< {self.min_classes_fraction:g}.",
@@ -110,10 +128,12 @@ class StabilityRules:
 
 
 def label_run(run: RunRecord, *, rules: StabilityRules | None = None) -> tuple[str, str]:
-    """Return ``(label, reason)`` for ``run``: diverged, failed/running, collapsed, oscillating, converged.
+    """Return ``(label, reason)``: diverged, failed/running, undertrained, collapsed, oscillating, converged.
 
-    Divergence is checked on every run (a killed run with NaN losses diverged); collapse and
-    oscillation only on finished runs, since an unfinished curve says nothing about where it ends.
+    Divergence is checked on every run (a killed run with NaN losses diverged); the rest only on
+    finished runs, since an unfinished curve says nothing about where it ends. Undertrained comes
+    before collapsed: few modes at the end of a run whose modes or quality are still climbing say
+    the run stopped too early, not that the generator collapsed.
     """
     rules = rules or StabilityRules()
     if run.status == "diverged":
@@ -129,9 +149,15 @@ def label_run(run: RunRecord, *, rules: StabilityRules | None = None) -> tuple[s
         if run.status == RUNNING and not run.history and not run.final:
             return "running", "no metrics and no status line yet (running, or killed before logging)"
         return "running", f"no status line: still running or killed (last step {run.steps})"
-    reason = _collapse(run, rules)
+    collapse = _collapse(run, rules)
+    reason = _still_rising(run, rules)
     if reason:
-        return "collapsed", reason
+        # Say what the final values alone would have been judged, so the report shows both readings.
+        return "undertrained", reason + (
+            f"; the final values alone read as collapsed ({collapse})" if collapse else ""
+        )
+    if collapse:
+        return "collapsed", collapse
     reason, largest = _oscillation(run, rules)
     if reason:
         return "oscillating", reason
@@ -197,6 +223,41 @@ def _collapse(run: RunRecord, rules: StabilityRules) -> str | None:
                 f"val/classes_covered = {final['val/classes_covered']:g}/{classes:g} ({fraction:.2f}) "
                 f"< min_classes_fraction={rules.min_classes_fraction:g}"
             )
+    return None
+
+
+def still_rising(values: list[float], min_rise: float) -> bool:
+    """Whether ``values`` (a metric's last evaluations, oldest first) are still rising at their end.
+
+    The last value is the highest of them and above the one before it (the curve has not levelled
+    off or fallen back), and it exceeds the first by more than ``min_rise`` x their largest |value|
+    (more than evaluation noise: a fraction of the metric's own scale, so modes and percent alike).
+    """
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return False
+    last, largest = values[-1], max(abs(v) for v in values)
+    return last >= max(values) and last > values[-2] and last - values[0] > min_rise * largest
+
+
+def _still_rising(run: RunRecord, rules: StabilityRules) -> str | None:
+    for key in sorted(run.history):
+        if not any(fnmatch.fnmatchcase(key, p) for p in rules.rising_metrics):
+            continue
+        points = [(s, v) for s, v in run.history[key] if math.isfinite(v)][-rules.rising_window :]
+        # Fewer evaluations than the window: too short a curve to call a trend.
+        if len(points) < rules.rising_window or not still_rising([v for _, v in points], rules.min_rise):
+            continue
+        values = [v for _, v in points]
+        shown = (
+            " -> ".join(f"{v:g}" for v in values)
+            if len(values) <= 5
+            else f"{values[0]:g} -> ... -> {values[-1]:g}"
+        )
+        return (
+            f"{key} still rising: {shown} over its last {len(values)} evaluations (steps {points[0][0]}-"
+            f"{points[-1][0]}), up {values[-1] - values[0]:g} > min_rise={rules.min_rise:g} x "
+            f"{max(abs(v) for v in values):g}"
+        )
     return None
 
 

@@ -15,7 +15,9 @@ and given a short hash), since swept values can be arbitrarily long.
 Modules: :mod:`~gan_research.compare.report.axes` (axis and panel keys, grouping runs into
 cells), :mod:`~gan_research.compare.report.tables` (heatmap cells, the runs table),
 :mod:`~gan_research.compare.report.figures` (heatmaps, curves, samples),
-:mod:`~gan_research.compare.report.tradeoff` (the perception-distortion plane) and
+:mod:`~gan_research.compare.report.tradeoff` (the perception-distortion plane),
+:mod:`~gan_research.compare.report.comparison` (measured rows per run or ``group_by`` group beside
+published ones, table.csv/json) and
 :mod:`~gan_research.compare.report.page` (the page and :func:`write_report`). Their public names
 are importable from this package too; a test that replaces a function patches it in the module
 that calls it (e.g. ``report.page.plot_samples``), not here.
@@ -32,6 +34,19 @@ from gan_research.compare.report.axes import (
     panel_keys,
     panel_title,
     sorted_values,
+)
+from gan_research.compare.report.comparison import (
+    TABLE_FILES,
+    Comparison,
+    MeasuredRow,
+    Stat,
+    all_modes_count,
+    beats,
+    better,
+    comparison_table,
+    format_stat,
+    format_value,
+    metric_stat,
 )
 from gan_research.compare.report.figures import MAX_LEGEND_RUNS, plot_curves, plot_heatmap, plot_samples
 from gan_research.compare.report.page import skipped_lines_note, write_report
@@ -56,18 +71,29 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "MAX_ANNOTATED_RUNS",
     "MAX_LEGEND_RUNS",
+    "TABLE_FILES",
     "TRADEOFF_FIGURE",
+    "Comparison",
     "Labels",
+    "MeasuredRow",
     "Panel",
+    "Stat",
     "Tradeoff",
     "TradeoffPoints",
+    "all_modes_count",
+    "beats",
+    "better",
     "check_axis_key",
     "check_metric_key",
+    "comparison_table",
     "describe_run",
     "fmt",
+    "format_stat",
+    "format_value",
     "group_runs",
     "heatmap_table",
     "higher_is_better",
+    "metric_stat",
     "panel_keys",
     "panel_title",
     "pareto_front",

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gan_research.compare.references import References, check_references
 from gan_research.compare.report.axes import (
     Labels,
     _hashable,
@@ -27,6 +28,12 @@ from gan_research.compare.report.axes import (
     group_runs,
     panel_keys,
     panel_title,
+)
+from gan_research.compare.report.comparison import (
+    add_comparison_section,
+    check_group_by,
+    comparison_table,
+    write_comparison,
 )
 from gan_research.compare.report.figures import plot_curves, plot_heatmap, plot_samples
 from gan_research.compare.report.tables import (
@@ -203,12 +210,16 @@ def write_report(
     source: str | None = None,
     smooth: int = 5,
     tradeoff: Tradeoff | None = None,
+    group_by: list[str] | None = None,
+    references: References | None = None,
 ) -> Path:
     """Write runs.csv/json, heatmaps, curves, samples and report.md/index.html; return report.md's path.
 
     ``x``/``y`` are the swept keys of the heatmap columns/rows (``y`` may be None: one row;
     ``x`` None: no heatmaps, samples as a list). ``source`` names the sweep in the title.
     ``tradeoff``: the perception-distortion plane's metrics (None or both keys None: no plane).
+    ``group_by`` (None: one row per run; a list of keys: one row per group, mean ± std) and
+    ``references`` (published rows) add the comparison table (table.csv/json) when either is given.
     Every check runs before anything is written, and the files appear in ``out_dir`` only when
     all of them were written (:func:`_staged`).
     """
@@ -227,6 +238,9 @@ def write_report(
     if tradeoff.enabled:
         for key, role in ((tradeoff.x, "tradeoff.x"), (tradeoff.y, "tradeoff.y")):
             check_metric_key(runs, str(key), role)
+    check_group_by(runs, group_by)
+    if references is not None:
+        check_references(references, runs)
     rules = rules or StabilityRules()
     out_dir = Path(out_dir)
     labels: Labels = {run.name: label_run(run, rules=rules) for run in runs}
@@ -243,6 +257,8 @@ def write_report(
             source=source,
             smooth=smooth,
             tradeoff=tradeoff,
+            group_by=group_by,
+            references=references,
         )
     return out_dir / "report.md"
 
@@ -260,6 +276,8 @@ def _write_report_files(
     source: str | None,
     smooth: int,
     tradeoff: Tradeoff,
+    group_by: list[str] | None,
+    references: References | None,
 ) -> None:
     names = _FileNames()
     keys = panel_keys(runs, x, y)
@@ -285,6 +303,12 @@ def _write_report_files(
     page.add("table", (["", *statuses], [["status", *[status_counts[s] for s in statuses]]]))
     present = [lab for lab in LABELS if label_counts[lab]]
     page.add("table", (["", *present], [["label", *[label_counts[lab] for lab in present]]]))
+    if group_by is not None or references is not None:
+        comparison = comparison_table(
+            runs, labels, metrics=metrics, group_by=group_by, references=references, varying=varying
+        )
+        write_comparison(out_dir, comparison)
+        add_comparison_section(page, comparison)
     page.add("h2", "Stability rules (first match wins)")
     page.add("ul", rules.describe())
     page.add("h2", "Runs")

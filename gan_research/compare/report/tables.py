@@ -17,7 +17,7 @@ from gan_research.compare.runs import RunRecord, param, swept_keys
 from gan_research.compare.stability import LABELS
 
 _ABBREV = {"converged": "conv", "oscillating": "osc", "diverged": "div", "collapsed": "coll"}
-_ABBREV.update({"failed": "fail", "running": "run"})
+_ABBREV.update({"undertrained": "under", "failed": "fail", "running": "run"})
 
 
 def heatmap_table(

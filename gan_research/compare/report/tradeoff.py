@@ -53,6 +53,7 @@ _LABEL_COLORS = {
     "converged": "tab:green",
     "oscillating": "tab:orange",
     "diverged": "tab:red",
+    "undertrained": "tab:olive",
     "collapsed": "tab:purple",
     "failed": "tab:gray",
     "running": "tab:blue",
