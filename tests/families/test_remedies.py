@@ -3,6 +3,8 @@ defining property, on the GAN family's real step, and the one-line errors where 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from gan_research.train import build
 from tests.families.trainer import fit
 
 RING = ("model=mlp", "dataset=ring8", "dataset.batch_size=8")
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _d_inputs(monkeypatch) -> list[torch.Tensor]:
@@ -163,3 +166,20 @@ def test_remedies_a_family_or_network_cannot_take_are_one_line_errors(make_cfg):
         build(make_cfg("experiment=pix2pix_digits_edges", "remedy=feature_matching"))
     with pytest.raises(ConfigError, match=r"schedule.feature_matching_only=True is invalid"):
         build(make_cfg(*RING, "schedule.feature_matching_only=true"))
+
+
+@pytest.mark.parametrize("remedy", sorted(p.stem for p in (CONF / "remedy").glob("*.yaml")))
+def test_every_remedy_option_builds_on_the_pacgan_networks(make_cfg, remedy):
+    """Each conf/remedy option composes on top of an experiment and builds the model it describes."""
+    cfg = make_cfg("experiment=pacgan_ring", f"remedy={remedy}", "model.width=8")
+    model = build(cfg)["model"]
+    packing = model.schedule.packing
+    assert model.discriminator.input_shape == (2 * packing,)
+    if remedy.startswith("pac"):
+        assert packing == int(remedy[3:])
+    if remedy == "unrolled":
+        assert model.schedule.unrolled_steps > 0
+    if remedy == "hinge_sn":
+        assert any("parametrizations.weight" in n for n, _ in model.discriminator.named_parameters())
+    if remedy == "wgan_gp":
+        assert model.schedule.n_critic == 5 and "gp" in model.objective.regularizers
