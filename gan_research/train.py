@@ -54,6 +54,7 @@ from gan_research.config import (
 )
 from gan_research.errors import ConfigError, GanResearchError, exit_with_error, user_error_in
 from gan_research.families.base import rng_states
+from gan_research.utils.console import quiet_console
 from gan_research.utils.data_spec import DataKindError, DataSpec
 from gan_research.utils.hydra_errors import hydra_error_message
 from gan_research.utils.jsonl_logger import METRICS_FILE, JsonlLogger, append_record, last_status_record
@@ -65,6 +66,7 @@ from gan_research.utils.run_dir import (
     read_recorded_config,
     write_run_config,
 )
+from gan_research.utils.run_summary import closing_block
 from gan_research.utils.weights import WeightsFileMissing
 
 log = logging.getLogger(__name__)
@@ -293,6 +295,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     another live process is training into.
     """
     _check_run_keys(cfg)
+    quiet_console(bool(cfg.get("verbose", False)))
     run_dir = Path(cfg.paths.output_dir)
     _check_run_dir(run_dir)
     if _launched_rank_zero():
@@ -549,6 +552,9 @@ def _app(cfg: DictConfig) -> float | None:
     prepared = _PREPARED.pop(_prepared_key(cfg), None)
     try:
         result = train(cfg, prepared)
+        if result["status"] != "skipped" and not _is_multirun() and _launched_rank_zero():
+            # A multirun's jobs share one console: its jobs' records are read by gan-compare.
+            print(closing_block(Path(cfg.paths.output_dir), cfg.schedule.get("max_steps")), flush=True)
     except (GanResearchError, TrainingDiverged) as err:
         if _is_multirun():
             log.error("%s", err)

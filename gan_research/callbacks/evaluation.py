@@ -19,6 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from gan_research.callbacks.progress import StepProgress
 from gan_research.metrics.evaluator import Evaluator, require_scores
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Evaluation(pl.Callback):
         self.every_n_steps = every_n_steps
         self.eval_at_start = eval_at_start
         self.stop_on_collapse = stop_on_collapse
+        # Shown while evaluating ("evaluating 2500 samples…"); the evaluator reads it from the group.
+        self.num_samples = settings.get("num_samples")
         self._prepared = False
         self._last_step = -1
         self.seconds = 0.0  # total evaluation time, for the evaluation-cost benchmark
@@ -85,6 +88,9 @@ class Evaluation(pl.Callback):
         if step == self._last_step:
             return {}
         self._last_step = step
+        bar = getattr(trainer, "progress_bar_callback", None)
+        if isinstance(bar, StepProgress):
+            bar.evaluating(step, self.num_samples)
         started = time.perf_counter()
         # Each process generates its share of the samples; the metrics' states are synced by torchmetrics.
         results = self.evaluator.evaluate(pl_module, world_size=max(1, trainer.world_size))
@@ -94,6 +100,8 @@ class Evaluation(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(results, step=step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
+        if isinstance(bar, StepProgress):
+            bar.evaluated(step, results, elapsed)
         if results.get("val/collapse"):
             self.collapse_reasons = list(self.evaluator.last_collapse_reasons)
             log.warning("mode collapse at step %d: %s", step, "; ".join(self.collapse_reasons))

@@ -305,8 +305,8 @@ class MetricSuite:
             else None
         )
         if len(images) < self.num_real:
-            log.warning(
-                "dataset %s has %d samples, fewer than metrics.num_real=%d",
+            log.info(
+                "real statistics of %s from all its %d samples (metrics.num_real=%d asks for more)",
                 self.name,
                 len(images),
                 self.num_real,

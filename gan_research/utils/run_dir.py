@@ -41,6 +41,7 @@ IGNORED_KEYS: tuple[str, ...] = (
     "ckpt_path",
     "allow_config_change",
     "threads",
+    "verbose",
     "tags",
     "group",
     "optimized_metric",

@@ -53,7 +53,6 @@ from gan_research.compare.report.page import skipped_lines_note, write_report
 from gan_research.compare.report.tables import heatmap_table, run_rows, stability_table, write_tables
 from gan_research.compare.report.tradeoff import (
     BASELINE_SUFFIX,
-    HIGHER_IS_BETTER,
     MAX_ANNOTATED_RUNS,
     TRADEOFF_FIGURE,
     Tradeoff,
@@ -64,6 +63,7 @@ from gan_research.compare.report.tradeoff import (
     plot_tradeoff,
     tradeoff_points,
 )
+from gan_research.utils.metric_direction import HIGHER_IS_BETTER
 
 __all__ = [
     "AVERAGED_KEYS",

@@ -22,6 +22,7 @@ from gan_research.compare.report.tables import _cell_text
 from gan_research.compare.runs import RunRecord
 from gan_research.compare.stability import LABELS
 from gan_research.errors import ConfigError
+from gan_research.utils.metric_direction import higher_is_better
 
 if TYPE_CHECKING:
     from gan_research.compare.report.page import _Page
@@ -29,22 +30,6 @@ if TYPE_CHECKING:
 # The perception-distortion plane's figure.
 TRADEOFF_FIGURE = "tradeoff.png"
 
-# Metric names whose last component holds one of these are higher-is-better; every other metric
-# (FID, KID, LPIPS, L1, KL, ...) is lower-is-better. `tradeoff.x_higher_is_better` overrides it.
-HIGHER_IS_BETTER = (
-    "psnr",
-    "ssim",
-    "accuracy",
-    "modes_recovered",
-    "modes_covered",
-    "classes_covered",
-    "coverage",
-    "high_quality",
-    "precision",
-    "recall",
-    "inception_score",
-    "diversity",
-)
 # The suffix of a baseline's metric logged beside the run's own (val/psnr_y_bicubic).
 BASELINE_SUFFIX = "_bicubic"
 # Above this many plotted runs only the Pareto front's points are annotated with their values.
@@ -58,12 +43,6 @@ _LABEL_COLORS = {
     "failed": "tab:gray",
     "running": "tab:blue",
 }
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better, from its name (:data:`HIGHER_IS_BETTER`)."""
-    name = metric.rsplit("/", 1)[-1].lower()
-    return any(token in name for token in HIGHER_IS_BETTER)
 
 
 @dataclass(frozen=True)
