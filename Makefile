@@ -15,7 +15,7 @@ BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep bench test test-all lint format clean
+.PHONY: help install train sweep bench test test-all lint format clean clean-runs
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix gan_research tests
 	$(BIN)/ruff format gan_research tests
 
-clean: ## remove the venv, caches and local run outputs
-	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
+clean: ## remove the venv and caches (runs under outputs/ stay: see clean-runs)
+	rm -rf $(VENV) .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-runs: ## remove the local run outputs (outputs/, multirun/): every run, checkpoint and report
+	rm -rf outputs multirun

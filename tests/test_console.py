@@ -95,3 +95,16 @@ def test_closing_block_of_a_run_without_evaluation_says_so(tmp_path):
     block = closing_block(tmp_path, 100)
     assert "status     diverged: g_loss is NaN at step 7 of 100, 0:02" in block
     assert "no evaluation recorded" in block
+
+
+def test_make_clean_leaves_runs_and_clean_runs_removes_them():
+    root = Path(__file__).resolve().parents[1]
+
+    def commands(target: str) -> str:
+        return subprocess.run(
+            ["make", "-n", target], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+
+    clean = commands("clean")
+    assert ".venv" in clean and "outputs" not in clean and "multirun" not in clean
+    assert "rm -rf outputs multirun" in commands("clean-runs")
