@@ -162,6 +162,14 @@ def _check_run_keys(cfg: DictConfig) -> None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not isinstance(ckpt_path, str):
         raise ConfigError(f"ckpt_path={ckpt_path!r} is invalid: expected the path of a .ckpt file")
+    # The schedule owns the run's length (LR decay, growth and logs read it); the trainer follows it.
+    trainer_steps = OmegaConf.select(cfg, "trainer.max_steps", default=None)
+    schedule_steps = OmegaConf.select(cfg, "schedule.max_steps", default=None)
+    if trainer_steps != schedule_steps:
+        raise ConfigError(
+            f"trainer.max_steps={trainer_steps!r} differs from schedule.max_steps={schedule_steps!r}: set "
+            f"schedule.max_steps={trainer_steps} instead (trainer.max_steps follows it)"
+        )
 
 
 def _check_run_dir(run_dir: Path) -> None:

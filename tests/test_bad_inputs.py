@@ -123,6 +123,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("unknown_model_key", ["model.bogus=1"], ["model.bogus", "valid keys"]),
     ("unknown_dataset_key", ["dataset.bogus=1"], ["dataset.bogus", "batch_size"]),
     ("unknown_trainer_key", ["trainer.bogus=1"], ["trainer.bogus", "max_steps"]),
+    ("trainer_max_steps", ["trainer.max_steps=5"], ["trainer.max_steps=5", "set schedule.max_steps=5"]),
+    ("schedule_packing", ["schedule.packing=0"], ["schedule.packing=0", "an int >= 1"]),
     ("unknown_top_key", ["bogus=1"], ["bogus", "seed"]),
     ("unknown_callback_key", ["callbacks.samples.bogus=1"], ["callbacks.samples.bogus", "every_n_steps"]),
     ("unknown_loss_key", ["loss.bogus=1"], ["loss.bogus"]),
