@@ -67,6 +67,7 @@ from gan_research.utils.run_dir import (
     write_run_config,
 )
 from gan_research.utils.run_summary import closing_block
+from gan_research.utils.wandb_logger import sweep_group
 from gan_research.utils.weights import WeightsFileMissing
 
 log = logging.getLogger(__name__)
@@ -458,6 +459,14 @@ def _fit(
     cfg: DictConfig, objects: dict[str, Any], trainer: pl.Trainer, callbacks: list[Any], run_dir: Path
 ) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
+    if HydraConfig.initialized():
+        # What was chosen, not only what it resolved to: the option of every config group
+        # (model=dcgan, loss=...) and the command line's overrides, so runs can be queried by them.
+        hydra_cfg = HydraConfig.get()
+        config["choices"] = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+        config["overrides"] = list(hydra_cfg.overrides.task)
+        # The group the W&B run is in (a multirun's sweep directory when `group` is null).
+        config["group"] = cfg.get("group") or sweep_group()
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
 

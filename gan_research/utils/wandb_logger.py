@@ -32,6 +32,18 @@ def sweep_group() -> str | None:
     return "/".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
 
 
+def run_name(name: str | None) -> str | None:
+    """In a multirun, ``<name> [<the job's overrides>]`` (``ring8_gan [schedule.lr_g=1e-4,seed=0]``), so the
+    runs of a sweep can be told apart in W&B; a single run keeps ``name``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return name
+    swept = HydraConfig.get().job.override_dirname
+    return f"{name} [{swept}]" if swept else name
+
+
 def has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -88,8 +100,9 @@ def make_wandb_logger(
     return WandbLogger(
         project=project,
         save_dir=save_dir,
-        name=name,
+        name=run_name(name),
         group=group or sweep_group(),
+        job_type="train",
         resume="allow",
         tags=list(tags) if tags else None,
         entity=entity,
