@@ -21,9 +21,22 @@ class MLPGenerator(nn.Module):
     """``num_layers`` hidden Linear+ReLU layers, then a linear output layer.
 
     The output has no squashing activation: 2-D mixture samples are unbounded.
+    ``batch_norm``: each hidden Linear is bias-free and followed by ``BatchNorm1d(eps=bn_eps,
+    momentum=bn_momentum)`` before its ReLU (PacGAN's generator, ``networks/pacgan.py``); the
+    batch norm's shift plays the bias's part.
     """
 
-    def __init__(self, latent_dim: int = 2, hidden_dim: int = 128, num_layers: int = 3, output_dim: int = 2):
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        hidden_dim: int = 128,
+        num_layers: int = 3,
+        output_dim: int = 2,
+        *,
+        batch_norm: bool = False,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         owner = type(self).__name__
         self.latent_dim = check_positive_int(owner, "latent_dim", latent_dim)
@@ -35,7 +48,14 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         width = latent_dim
         for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_dim), nn.ReLU(inplace=True)]
+            if batch_norm:
+                layers += [
+                    nn.Linear(width, hidden_dim, bias=False),
+                    nn.BatchNorm1d(hidden_dim, eps=bn_eps, momentum=bn_momentum),
+                ]
+            else:
+                layers.append(nn.Linear(width, hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
             width = hidden_dim
         layers.append(nn.Linear(width, output_dim))
         self.main = nn.Sequential(*layers)

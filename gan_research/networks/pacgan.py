@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from gan_research.networks.collapse import Maxout, collapse_layers
 from gan_research.networks.layers import apply_spectral_norm
+from gan_research.networks.mlp import MLPGenerator
 from gan_research.utils.validation import check_positive_int
 
 # config.py: "weights_init_std": 0.02, "biases_init": Constant(0.0).
@@ -40,42 +41,21 @@ def _pacgan_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-class PacGANGenerator(nn.Module):
+class PacGANGenerator(MLPGenerator):
     """PacGAN's 2-D generator: (Linear without bias → BatchNorm1d → ReLU) × ``num_layers``, Linear.
 
-    The reference's ``decoder`` (module docstring). Batch norm follows blocks'
-    BatchNormalization: eps 1e-4 (its default ``epsilon``) and running statistics updated with
-    momentum 0.05 (the task's ``bn_updates``: ``m * 0.05 + p * 0.95``). One difference stays:
-    blocks keeps a running standard deviation, PyTorch a running variance.
+    The reference's ``decoder`` (module docstring): :class:`MLPGenerator` with batch norm, and the
+    reference's initialisation. Batch norm follows blocks' BatchNormalization: eps 1e-4 (its default
+    ``epsilon``) and running statistics updated with momentum 0.05 (the task's ``bn_updates``:
+    ``m * 0.05 + p * 0.95``). One difference stays: blocks keeps a running standard deviation,
+    PyTorch a running variance.
     """
 
     def __init__(self, latent_dim: int = 2, hidden_dim: int = 400, num_layers: int = 4, output_dim: int = 2):
-        super().__init__()
-        owner = type(self).__name__
-        self.latent_dim = check_positive_int(owner, "latent_dim", latent_dim)
-        check_positive_int(owner, "hidden_dim", hidden_dim)
-        check_positive_int(owner, "num_layers", num_layers)
-        check_positive_int(owner, "output_dim", output_dim)
-        self.output_shape: tuple[int, ...] = (output_dim,)
-
-        layers: list[nn.Module] = []
-        width = latent_dim
-        for _ in range(num_layers):
-            # Bias-free: the batch norm's shift that follows plays its part (reference: use_bias=False).
-            layers += [
-                nn.Linear(width, hidden_dim, bias=False),
-                nn.BatchNorm1d(hidden_dim, eps=1e-4, momentum=0.05),
-                nn.ReLU(inplace=True),
-            ]
-            width = hidden_dim
-        layers.append(nn.Linear(width, output_dim))
-        self.main = nn.Sequential(*layers)
+        super().__init__(
+            latent_dim, hidden_dim, num_layers, output_dim, batch_norm=True, bn_eps=1e-4, bn_momentum=0.05
+        )
         self.apply(_pacgan_init)
-
-    def forward(self, z: Tensor) -> Tensor:
-        """Map noise of shape (B, latent_dim) to samples of shape (B, output_dim)."""
-        out: Tensor = self.main(z)
-        return out
 
 
 class MaxoutDiscriminator(nn.Module):
